@@ -1,0 +1,91 @@
+"""Elementwise activations and softmax, with their backward passes.
+
+Caches hold what the derivative needs and no more: a boolean mask for the
+piecewise-linear ones, the output ``y`` where the derivative is a function of
+``y`` (sigmoid, tanh, elu, selu, softmax).
+"""
+import numpy as np
+
+from ..utils import unknown_name_error
+
+NAMES = ("relu", "leaky_relu", "elu", "selu", "sigmoid", "tanh", "softmax", "linear")
+
+# Defaults of the Keras activation functions.
+DEFAULT_ALPHA = {"leaky_relu": 0.2, "elu": 1.0}
+SELU_ALPHA = 1.6732632423543772848170429916717
+SELU_SCALE = 1.0507009873554804934193349852946
+
+
+def _check(name, alpha):
+    if name not in NAMES:
+        raise unknown_name_error("activation", name, NAMES)
+    return DEFAULT_ALPHA.get(name) if alpha is None else float(alpha)
+
+
+def sigmoid(x):
+    """1 / (1 + exp(-x)) without overflow: exp only of -|x|."""
+    e = np.exp(-np.abs(x))
+    return np.where(x >= 0, 1 / (1 + e), e / (1 + e))
+
+
+def softmax(x):
+    """Softmax over the last axis, shifted by the max for stability."""
+    e = np.exp(x - x.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def forward(x, name, alpha=None):
+    """Apply activation ``name``; ``alpha`` is the negative slope (leaky_relu) or the ELU alpha."""
+    alpha = _check(name, alpha)
+    if name == "relu":
+        mask = x > 0
+        return x * mask, (name, alpha, mask)
+    if name == "leaky_relu":
+        mask = x > 0
+        return np.where(mask, x, alpha * x), (name, alpha, mask)
+    if name == "elu":
+        y = np.where(x > 0, x, alpha * np.expm1(np.minimum(x, 0)))
+        return y, (name, alpha, (x > 0, y))
+    if name == "selu":
+        y = SELU_SCALE * np.where(x > 0, x, SELU_ALPHA * np.expm1(np.minimum(x, 0)))
+        return y, (name, alpha, (x > 0, y))
+    if name == "sigmoid":
+        y = sigmoid(x)
+    elif name == "tanh":
+        y = np.tanh(x)
+    elif name == "softmax":
+        y = softmax(x)
+    else:  # linear
+        return x, (name, alpha, None)
+    return y, (name, alpha, y)
+
+
+def backward(dy, cache):
+    name, alpha, c = cache
+    if name == "relu":
+        return dy * c
+    if name == "leaky_relu":
+        return np.where(c, dy, alpha * dy)
+    if name == "elu":  # d/dx alpha*(e^x - 1) = y + alpha
+        pos, y = c
+        return dy * np.where(pos, 1, y + alpha)
+    if name == "selu":  # d/dx scale*alpha*(e^x - 1) = y + scale*alpha
+        pos, y = c
+        return dy * np.where(pos, SELU_SCALE, y + SELU_SCALE * SELU_ALPHA)
+    if name == "sigmoid":
+        return dy * c * (1 - c)
+    if name == "tanh":
+        return dy * (1 - c * c)
+    if name == "softmax":  # J^T dy = y * (dy - <dy, y>), per row
+        return c * (dy - np.sum(dy * c, axis=-1, keepdims=True))
+    return dy  # linear
+
+
+def derivative(x, name, alpha=None):
+    """Elementwise dy/dx at ``x`` (for plots); softmax has no elementwise derivative."""
+    _check(name, alpha)
+    if name == "softmax":
+        raise ValueError("softmax has no elementwise derivative: each output depends on the whole row. "
+                         "Use activations.backward(dy, cache) for its Jacobian-vector product.")
+    _, cache = forward(x, name, alpha)
+    return backward(np.ones_like(x), cache)
