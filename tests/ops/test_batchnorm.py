@@ -1,0 +1,104 @@
+"""Batch normalisation: gradient checks, PyTorch's F.batch_norm, Keras moving statistics."""
+import numpy as np
+import pytest
+
+from cnnlab.ops import batchnorm
+from tests.helpers import assert_close, check_backward, needs_torch, nchw_to_nhwc, nhwc_to_nchw, rand, torch
+
+
+@pytest.mark.parametrize("shape", [(3, 4, 5, 2), (6, 4)])
+def test_train_gradients(shape):
+    C = shape[-1]
+    inputs = {"x": rand(shape, 0, scale=2) + 0.5, "gamma": rand((C,), 1), "beta": rand((C,), 2)}
+    check_backward(batchnorm.forward_train, batchnorm.backward, inputs, wrt=("x", "gamma", "beta"),
+                   rtol=1e-5, atol=1e-7)
+
+
+def test_inference_gradients():
+    C = 3
+    inputs = {"x": rand((2, 3, 3, C), 0), "gamma": rand((C,), 1), "beta": rand((C,), 2),
+              "moving_mean": rand((C,), 3), "moving_var": np.abs(rand((C,), 4)) + 0.5}
+    check_backward(batchnorm.forward_inference, batchnorm.backward, inputs, wrt=("x", "gamma", "beta"))
+
+
+def test_train_statistics_and_cache():
+    x = rand((8, 5, 5, 3), 0, scale=3) + 2
+    y, cache = batchnorm.forward_train(x, np.ones(3, np.float32), np.zeros(3, np.float32))
+    assert y.dtype == np.float32
+    assert_close(cache.mean, x.mean(axis=(0, 1, 2)), rtol=1e-5)
+    assert_close(cache.var, x.var(axis=(0, 1, 2)), rtol=1e-4)  # biased
+    assert_close(y.mean(axis=(0, 1, 2)), np.zeros(3), atol=1e-5)
+    assert_close(y.var(axis=(0, 1, 2)), x.var(axis=(0, 1, 2)) / (x.var(axis=(0, 1, 2)) + 1e-3), rtol=1e-4)
+
+
+def test_update_moving_keras_semantics():
+    moving = np.array([1.0, 2.0], np.float32)
+    out = batchnorm.update_moving(moving, np.array([3.0, 4.0], np.float32))
+    assert out is moving  # in place
+    assert_close(moving, [1.0 * 0.99 + 3.0 * 0.01, 2.0 * 0.99 + 4.0 * 0.01])
+    batchnorm.update_moving(moving, np.array([0.0, 0.0], np.float32), momentum=0.5)
+    assert_close(moving, [0.51, 0.5 * 2.02])
+
+
+def test_default_epsilon_is_keras():
+    x = np.array([[0.0], [2.0]], np.float32)  # var 1
+    y, _ = batchnorm.forward_train(x, np.ones(1, np.float32), np.zeros(1, np.float32))
+    assert_close(y[:, 0], [-1 / np.sqrt(1 + 1e-3), 1 / np.sqrt(1 + 1e-3)])
+
+
+def test_bad_gamma_shape():
+    with pytest.raises(ValueError, match=r"\(4,\)"):
+        batchnorm.forward_train(rand((2, 4)), np.ones(3, np.float32), np.zeros(3, np.float32))
+
+
+@needs_torch
+def test_train_matches_torch_with_moving_stats():
+    F = torch.nn.functional
+    C, eps, momentum = 4, 1e-3, 0.99
+    gamma, beta = rand((C,), 1) + 1, rand((C,), 2)
+    moving_mean, moving_var = np.zeros(C, np.float32), np.ones(C, np.float32)
+    moving_var_unbiased, moving_var_ref = np.ones(C, np.float32), np.ones(C)
+    t_mean, t_var = torch.zeros(C), torch.ones(C)
+    for step in range(3):
+        x = rand((5, 6, 7, C), 10 + step, scale=2) + step
+        dy = rand((5, 6, 7, C), 20 + step)
+        y, cache = batchnorm.forward_train(x, gamma, beta, eps)
+        dx, dgamma, dbeta = batchnorm.backward(dy, cache)
+        batchnorm.update_moving(moving_mean, cache.mean, momentum)
+        batchnorm.update_moving(moving_var, cache.var, momentum)
+        M = x.size // C
+        batchnorm.update_moving(moving_var_unbiased, cache.var * (M / (M - 1)), momentum)
+        moving_var_ref = moving_var_ref * momentum + x.astype(np.float64).var(axis=(0, 1, 2)) * (1 - momentum)
+
+        tx = torch.tensor(nhwc_to_nchw(x), requires_grad=True)
+        tg, tb = torch.tensor(gamma, requires_grad=True), torch.tensor(beta, requires_grad=True)
+        ty = F.batch_norm(tx, t_mean, t_var, tg, tb, training=True, momentum=1 - momentum, eps=eps)
+        ty.backward(torch.tensor(nhwc_to_nchw(dy)))
+        assert_close(y, nchw_to_nhwc(ty.detach().numpy()), rtol=1e-5, atol=1e-5, name="y")
+        assert_close(dx, nchw_to_nhwc(tx.grad.numpy()), rtol=1e-5, atol=1e-5, name="dx")
+        assert_close(dgamma, tg.grad.numpy(), rtol=1e-5, atol=1e-4, name="dgamma")
+        assert_close(dbeta, tb.grad.numpy(), rtol=1e-5, atol=1e-4, name="dbeta")
+
+    assert_close(moving_mean, t_mean.numpy(), rtol=1e-5, name="moving_mean")
+    # torch's running_var follows the unbiased batch variance, Keras's (ours) the biased one.
+    assert_close(moving_var_unbiased, t_var.numpy(), rtol=1e-5, name="moving_var (unbiased, as torch)")
+    assert_close(moving_var, moving_var_ref, rtol=1e-5, name="moving_var (biased, as Keras)")
+    assert not np.allclose(moving_var, t_var.numpy(), rtol=1e-4, atol=0)  # the conventions do differ
+
+
+@needs_torch
+def test_inference_matches_torch():
+    F = torch.nn.functional
+    C = 3
+    x, dy = rand((2, 4, 4, C), 0), rand((2, 4, 4, C), 1)
+    gamma, beta, mm, mv = rand((C,), 2), rand((C,), 3), rand((C,), 4), np.abs(rand((C,), 5)) + 0.5
+    y, cache = batchnorm.forward_inference(x, gamma, beta, mm, mv)
+    dx, dgamma, dbeta = batchnorm.backward(dy, cache)
+    tx = torch.tensor(nhwc_to_nchw(x), requires_grad=True)
+    tg, tb = torch.tensor(gamma, requires_grad=True), torch.tensor(beta, requires_grad=True)
+    ty = F.batch_norm(tx, torch.tensor(mm), torch.tensor(mv), tg, tb, training=False, eps=1e-3)
+    ty.backward(torch.tensor(nhwc_to_nchw(dy)))
+    assert_close(y, nchw_to_nhwc(ty.detach().numpy()), rtol=1e-5, name="y")
+    assert_close(dx, nchw_to_nhwc(tx.grad.numpy()), rtol=1e-5, name="dx")
+    assert_close(dgamma, tg.grad.numpy(), rtol=1e-5, atol=1e-5, name="dgamma")
+    assert_close(dbeta, tb.grad.numpy(), rtol=1e-5, atol=1e-5, name="dbeta")
