@@ -1,0 +1,223 @@
+"""The optimizer contract and what every optimizer shares: clipping, decoupled weight decay,
+learning-rate schedules, lazily created slots, state for exact resume.
+
+``apply(params, grads)`` updates float32 arrays in place. Every scalar that meets an array is
+a Python float, so NumPy keeps float32 (a NumPy float64 scalar would promote the whole update).
+"""
+import math
+
+import numpy as np
+
+from ..utils import closest
+from . import schedules
+
+
+def _sq_norm(g):
+    g = g.reshape(-1)
+    return float(np.dot(g, g))
+
+
+def clip_by_norm(g, max_norm):
+    """Rescale ``g`` in place to L2 norm at most ``max_norm``; return its norm before clipping."""
+    norm = math.sqrt(_sq_norm(g))
+    if norm > max_norm:
+        g *= max_norm / norm
+    return norm
+
+
+def clip_by_global_norm(grads, max_norm):
+    """Rescale every array in ``grads`` (a dict) in place so that their joint L2 norm is at most
+    ``max_norm``; return the joint norm before clipping."""
+    norm = math.sqrt(sum(_sq_norm(g) for g in grads.values()))
+    if norm > max_norm:
+        scale = max_norm / norm
+        for g in grads.values():
+            g *= scale
+    return norm
+
+
+class Optimizer:
+    """Base class. Subclasses define ``slot_names()``, ``init_slot(name, w)`` and ``update(w, g, slots, lr)``."""
+
+    default_name = "optimizer"
+
+    def __init__(self, learning_rate=0.001, weight_decay=None, clipnorm=None, global_clipnorm=None,
+                 clipvalue=None, name=None, **kwargs):
+        if kwargs:
+            key = next(iter(kwargs))
+            allowed = ["learning_rate", "weight_decay", "clipnorm", "global_clipnorm", "clipvalue", "name"]
+            raise TypeError(f"{type(self).__name__}: unknown argument {key!r}{closest(key, allowed)}.")
+        if sum(c is not None for c in (clipnorm, global_clipnorm, clipvalue)) > 1:
+            raise ValueError("Only one of `clipnorm`, `clipvalue` and `global_clipnorm` can be set. Received: "
+                             f"clipnorm={clipnorm}, clipvalue={clipvalue}, global_clipnorm={global_clipnorm}")
+        for arg, value in (("clipnorm", clipnorm), ("global_clipnorm", global_clipnorm), ("clipvalue", clipvalue)):
+            if value is not None and value <= 0:
+                raise ValueError(f"`{arg}` must be positive; received {arg}={value}.")
+        self.name = name or self.default_name
+        self.weight_decay = None if weight_decay is None else float(weight_decay)
+        self.clipnorm = None if clipnorm is None else float(clipnorm)
+        self.global_clipnorm = None if global_clipnorm is None else float(global_clipnorm)
+        self.clipvalue = None if clipvalue is None else float(clipvalue)
+        self.iterations = 0
+        self.slots = {}          # param key -> {slot name: array}
+        self._scratch = {}       # (index, dtype) -> flat buffer reused by every update
+        self._exclude_wd = ()
+        self.learning_rate = learning_rate
+
+    # ----- learning rate --------------------------------------------------
+    @property
+    def learning_rate(self):
+        """The rate the next update will use: the schedule evaluated at ``iterations``, or the float."""
+        if self._schedule is not None:
+            return float(self._schedule(self.iterations))
+        return self._lr
+
+    @learning_rate.setter
+    def learning_rate(self, value):
+        if isinstance(value, dict):
+            value = schedules.deserialize(value)
+        if callable(value):
+            self._schedule, self._lr = value, None
+        else:
+            self._schedule, self._lr = None, float(value)
+
+    @property
+    def schedule(self):
+        return self._schedule
+
+    # ----- weight decay ---------------------------------------------------
+    def exclude_from_weight_decay(self, var_names=()):
+        """Skip decoupled weight decay for params whose key contains any of ``var_names`` (e.g. ``"bias"``)."""
+        self._exclude_wd = tuple(var_names)
+
+    def _decays(self, key):
+        return self.weight_decay and not any(s in key for s in self._exclude_wd)
+
+    # ----- slots ----------------------------------------------------------
+    def slot_names(self):
+        return ()
+
+    def init_slot(self, name, w):
+        return np.zeros_like(w)
+
+    def build(self, params):
+        """Create the slots of every param now (they are otherwise created on first ``apply``)."""
+        for key, w in params.items():
+            self._slots_for(key, w)
+
+    def _slots_for(self, key, w):
+        slots = self.slots.get(key)
+        if slots is None:
+            slots = self.slots[key] = {s: self.init_slot(s, w) for s in self.slot_names()}
+        else:
+            for s, a in slots.items():
+                if a.shape != w.shape:
+                    raise ValueError(f"Optimizer slot {key}/{s} has shape {a.shape}, but param {key!r} has "
+                                     f"shape {w.shape}.")
+        return slots
+
+    def tmp(self, w, i=0):
+        """A scratch array shaped like ``w`` (reused between updates: no allocation per step)."""
+        buf = self._scratch.get((i, w.dtype))
+        if buf is None or buf.size < w.size:
+            buf = self._scratch[(i, w.dtype)] = np.empty(w.size, dtype=w.dtype)
+        return buf[:w.size].reshape(w.shape)
+
+    # ----- the step -------------------------------------------------------
+    def apply(self, params, grads):
+        """One update of every array in ``params`` (in place) from ``grads``, then ``iterations += 1``.
+
+        Clipping rescales the arrays in ``grads`` in place (they are per-step scratch).
+        """
+        missing = [k for k in params if k not in grads]
+        if missing:
+            raise ValueError(f"No gradient for params {missing}.")
+        grads = {k: self._check_grad(k, params[k], grads[k]) for k in params}
+        if self.clipnorm is not None:
+            for g in grads.values():
+                clip_by_norm(g, self.clipnorm)
+        elif self.global_clipnorm is not None:
+            clip_by_global_norm(grads, self.global_clipnorm)
+        elif self.clipvalue is not None:
+            for g in grads.values():
+                np.clip(g, -self.clipvalue, self.clipvalue, out=g)
+        lr = self.learning_rate
+        for key, w in params.items():
+            slots = self._slots_for(key, w)
+            if self._decays(key):
+                # decoupled, before the update, as Keras: w <- w - w * wd * lr
+                w *= 1.0 - self.weight_decay * lr
+            self.update(w, grads[key], slots, lr)
+        self.iterations += 1
+
+    @staticmethod
+    def _check_grad(key, w, g):
+        if g.shape != w.shape:
+            raise ValueError(f"Gradient for {key!r} has shape {g.shape}, param has shape {w.shape}.")
+        if g.dtype != w.dtype:
+            g = g.astype(w.dtype)
+        return g
+
+    def update(self, w, g, slots, lr):
+        raise NotImplementedError
+
+    # ----- state ----------------------------------------------------------
+    def get_state(self):
+        """Copies of every slot, keyed ``"<param key>/<slot name>"``, plus ``"iterations"`` (0-d int64)."""
+        state = {f"{k}/{s}": a.copy() for k, slots in self.slots.items() for s, a in slots.items()}
+        state["iterations"] = np.array(self.iterations, dtype=np.int64)
+        return state
+
+    def set_state(self, state, params=None):
+        """Restore ``get_state()``'s output exactly. Checked against the slots already built, or
+        against ``params`` when given; otherwise shapes are checked on the next ``apply``."""
+        if "iterations" not in state:
+            raise ValueError("Optimizer state has no 'iterations' entry.")
+        names = set(self.slot_names())
+        new = {}
+        for full, value in state.items():
+            if full == "iterations":
+                continue
+            key, _, slot = full.rpartition("/")
+            if not key or slot not in names:
+                raise ValueError(f"Optimizer state key {full!r} is not '<param key>/<slot>' with a slot of "
+                                 f"{type(self).__name__} ({', '.join(sorted(names)) or 'none'}).")
+            new.setdefault(key, {})[slot] = np.array(value, copy=True)
+        for key, slots in new.items():
+            if set(slots) != names:
+                raise ValueError(f"Optimizer state for {key!r} has slots {sorted(slots)}, expected {sorted(names)}.")
+        reference = {k: w.shape for k, w in params.items()} if params is not None else (
+            {k: next(iter(s.values())).shape for k, s in self.slots.items() if s} if self.slots else None)
+        if reference is not None and names:
+            if set(new) != set(reference):
+                extra, absent = sorted(set(new) - set(reference)), sorted(set(reference) - set(new))
+                raise ValueError(f"Optimizer state does not match the params: unexpected keys {extra}, "
+                                 f"missing keys {absent}.")
+            for key, slots in new.items():
+                for s, a in slots.items():
+                    if a.shape != tuple(reference[key]):
+                        raise ValueError(f"Optimizer state {key}/{s} has shape {a.shape}, expected "
+                                         f"{tuple(reference[key])}.")
+        dtypes = {k: w.dtype for k, w in params.items()} if params is not None else {}
+        for key, slots in new.items():
+            dtype = dtypes.get(key, np.float32)
+            new[key] = {s: np.ascontiguousarray(a, dtype=dtype) for s, a in slots.items()}
+        self.slots = new
+        self.iterations = int(np.asarray(state["iterations"]))
+
+    # ----- configuration --------------------------------------------------
+    def get_config(self):
+        lr = schedules.serialize(self._schedule) if isinstance(self._schedule, schedules.LearningRateSchedule) \
+            else self.learning_rate
+        return {"name": self.name, "learning_rate": lr, "weight_decay": self.weight_decay,
+                "clipnorm": self.clipnorm, "global_clipnorm": self.global_clipnorm, "clipvalue": self.clipvalue}
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        if isinstance(config.get("learning_rate"), dict):
+            config["learning_rate"] = schedules.deserialize(config["learning_rate"])
+        return cls(**config)
+
+    def __repr__(self):
+        return f"<{type(self).__name__} name={self.name!r} learning_rate={self.learning_rate:g}>"

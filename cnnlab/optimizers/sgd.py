@@ -1,0 +1,40 @@
+"""Stochastic gradient descent with (Nesterov) momentum, Keras's form."""
+import numpy as np
+
+from .base import Optimizer
+
+
+class SGD(Optimizer):
+    """``m <- momentum * m - lr * g``; ``w <- w + m`` (Nesterov: ``w <- w + momentum * m - lr * g``).
+
+    For a constant ``lr`` this is PyTorch's ``buf <- momentum * buf + g; w <- w - lr * buf`` with ``m = -lr * buf``.
+    """
+
+    default_name = "SGD"
+
+    def __init__(self, learning_rate=0.01, momentum=0.0, nesterov=False, **kwargs):
+        super().__init__(learning_rate, **kwargs)
+        if not 0.0 <= momentum <= 1.0:
+            raise ValueError(f"`momentum` must be a float between [0, 1]. Received: momentum={momentum}")
+        self.momentum, self.nesterov = float(momentum), bool(nesterov)
+
+    def slot_names(self):
+        return ("momentum",) if self.momentum != 0 else ()
+
+    def update(self, w, g, slots, lr):
+        step = np.multiply(g, lr, out=self.tmp(w))  # lr * g
+        if not slots:
+            w -= step
+            return
+        m = slots["momentum"]
+        m *= self.momentum
+        m -= step
+        if self.nesterov:
+            w -= step
+            np.multiply(m, self.momentum, out=step)
+            w += step
+        else:
+            w += m
+
+    def get_config(self):
+        return {**super().get_config(), "momentum": self.momentum, "nesterov": self.nesterov}
