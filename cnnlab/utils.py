@@ -6,8 +6,9 @@ from .random import set_random_seed  # noqa: F401  (re-exported, as keras.utils 
 
 
 def snake_case(name):
-    s = re.sub(r"(.)([A-Z][a-z]+)", r"\1_\2", name)
-    return re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", s).lower()
+    """Keras's rule: ``Conv2D -> conv2d``, ``MaxPooling2D -> max_pooling2d``."""
+    s = re.sub(r"(.)([A-Z][a-z0-9]+)", r"\1_\2", name)
+    return re.sub(r"([a-z])([A-Z])", r"\1_\2", s).lower()
 
 
 def closest(name, choices):

@@ -1,0 +1,113 @@
+"""Conv2D and ZeroPadding2D."""
+import numpy as np
+
+from .. import initializers, regularizers
+from ..ops import conv2d as conv_ops
+from ..ops.shape import normalize_tuple, window_output_shape
+from .base import Layer
+from .core import ActivationMixin
+
+
+def _normalize_padding(padding, name):
+    if isinstance(padding, str):
+        if padding.lower() not in ("valid", "same"):
+            raise ValueError(f"{name}: `padding` must be 'valid', 'same' or ints. Received: padding={padding!r}")
+        return padding.lower()
+    if isinstance(padding, int):
+        return padding
+    return tuple(tuple(p) if isinstance(p, (list, tuple)) else int(p) for p in padding)
+
+
+class Conv2D(ActivationMixin, Layer):
+    def __init__(self, filters, kernel_size, strides=1, padding="valid", dilation_rate=1, activation=None,
+                 use_bias=True, kernel_initializer="glorot_uniform", bias_initializer="zeros",
+                 kernel_regularizer=None, bias_regularizer=None, **kwargs):
+        super().__init__(**kwargs)
+        if not isinstance(filters, (int, np.integer)) or filters < 1:
+            raise ValueError(f"Conv2D {self.name!r}: `filters` must be a positive int. Received: filters={filters!r}")
+        self.filters = int(filters)
+        self.kernel_size = normalize_tuple(kernel_size, 2, "kernel_size")
+        self.strides = normalize_tuple(strides, 2, "strides")
+        self.dilation_rate = normalize_tuple(dilation_rate, 2, "dilation_rate")
+        self.padding = _normalize_padding(padding, f"Conv2D {self.name!r}")
+        self._init_activation(activation)
+        self.use_bias = use_bias
+        self.kernel_initializer = initializers.get(kernel_initializer)
+        self.bias_initializer = initializers.get(bias_initializer)
+        self.kernel_regularizer = regularizers.get(kernel_regularizer)
+        self.bias_regularizer = regularizers.get(bias_regularizer)
+        self.input_spec = {"ndim": 4}
+        self.need_dx = True
+
+    def build(self, input_shape):
+        c_in = input_shape[-1]
+        if c_in is None:
+            raise ValueError(f"Conv2D {self.name!r}: the channel axis of the input must be known. "
+                             f"Received input shape {input_shape}")
+        self.compute_output_shape(input_shape)  # fail early when the kernel does not fit
+        kh, kw = self.kernel_size
+        self.add_weight("kernel", (kh, kw, c_in, self.filters), self.kernel_initializer,
+                        regularizer=self.kernel_regularizer)
+        if self.use_bias:
+            self.add_weight("bias", (self.filters,), self.bias_initializer, regularizer=self.bias_regularizer)
+        self.input_spec = {"ndim": 4, "axes": {-1: c_in}}
+
+    def compute_output_shape(self, input_shape):
+        n, h, w, _ = input_shape
+        out_h, out_w, _ = window_output_shape(h, w, self.kernel_size, self.strides, self.dilation_rate,
+                                              self.padding, where=f"Conv2D {self.name!r}")
+        return (n, out_h, out_w, self.filters)
+
+    def forward(self, x, training=False):
+        z, self._cache = conv_ops.forward(x, self.params["kernel"], self.params.get("bias"), strides=self.strides,
+                                          padding=self.padding, dilation=self.dilation_rate)
+        return self._activate(z)
+
+    def backward_from_logits(self, dz):
+        dx, dW, db = conv_ops.backward(dz, self._cache, need_dx=self.need_dx)
+        self.grads["kernel"] += dW
+        if db is not None:
+            self.grads["bias"] += db
+        return dx
+
+    def get_config(self):
+        padding = self.padding if isinstance(self.padding, (str, int)) else [list(p) if isinstance(p, tuple) else p
+                                                                             for p in self.padding]
+        return {**super().get_config(), "filters": self.filters, "kernel_size": list(self.kernel_size),
+                "strides": list(self.strides), "padding": padding, "dilation_rate": list(self.dilation_rate),
+                "activation": self.activation, "use_bias": self.use_bias,
+                "kernel_initializer": initializers.serialize(self.kernel_initializer),
+                "bias_initializer": initializers.serialize(self.bias_initializer),
+                "kernel_regularizer": regularizers.serialize(self.kernel_regularizer),
+                "bias_regularizer": regularizers.serialize(self.bias_regularizer)}
+
+
+class ZeroPadding2D(Layer):
+    """Pads height and width with zeros: an int, ``(ph, pw)`` or ``((top, bottom), (left, right))``."""
+
+    def __init__(self, padding=1, **kwargs):
+        super().__init__(**kwargs)
+        if isinstance(padding, int):
+            padding = ((padding, padding), (padding, padding))
+        elif all(isinstance(p, int) for p in padding):
+            padding = ((padding[0], padding[0]), (padding[1], padding[1]))
+        self.padding = tuple(tuple(int(v) for v in p) for p in padding)
+        self.input_spec = {"ndim": 4}
+
+    def compute_output_shape(self, input_shape):
+        n, h, w, c = input_shape
+        (t, b), (l, r) = self.padding
+        return (n, None if h is None else h + t + b, None if w is None else w + l + r, c)
+
+    def forward(self, x, training=False):
+        (t, b), (l, r) = self.padding
+        self._hw = x.shape[1:3]
+        return np.pad(x, ((0, 0), (t, b), (l, r), (0, 0)))  # (N, H+t+b, W+l+r, C)
+
+    def backward(self, dy):
+        (t, _), (l, _) = self.padding
+        h, w = self._hw
+        return dy[:, t:t + h, l:l + w, :]  # (N, H, W, C)
+
+    def get_config(self):
+        return {**super().get_config(), "padding": [list(p) for p in self.padding]}

@@ -1,0 +1,422 @@
+"""Models: a graph of layers (the functional API) and ``Sequential`` on top of it.
+
+Forward runs the layers in topological order; backward runs them in reverse,
+summing the gradients of tensors that feed several layers (residual blocks).
+"""
+import numpy as np
+
+from .. import losses as losses_mod
+from .. import metrics as metrics_mod
+from .. import optimizers as optimizers_mod
+from ..backend import floatx
+from ..layers import Input, InputLayer, Layer, SymbolicTensor, deserialize, serialize
+from ..layers.base import shape_str, unique_name
+
+
+def _as_list(x):
+    return list(x) if isinstance(x, (list, tuple)) else [x]
+
+
+class Model:
+    def __init__(self, inputs=None, outputs=None, name=None):
+        self.name = name or unique_name("functional")
+        self.optimizer = None
+        self.loss = None
+        self.metrics = []
+        self.compiled = False
+        self.stop_training = False
+        self.history = None
+        self.built = False
+        if inputs is not None:
+            self._init_graph(inputs, outputs)
+
+    # ----- graph ---------------------------------------------------------
+    def _init_graph(self, inputs, outputs):
+        self.inputs, self.outputs = _as_list(inputs), _as_list(outputs)
+        for t in self.inputs + self.outputs:
+            if not isinstance(t, SymbolicTensor):
+                raise ValueError(f"Model {self.name!r}: inputs and outputs must come from Input(...) and layer "
+                                 f"calls. Received: {t!r}")
+        order, seen = [], set()
+        stack = [(t, False) for t in reversed(self.outputs)]
+        while stack:  # iterative post-order DFS: deep residual nets would overflow recursion
+            t, expanded = stack.pop()
+            if id(t) in seen:
+                continue
+            if expanded:
+                seen.add(id(t))
+                order.append(t)
+            else:
+                stack.append((t, True))
+                stack.extend((u, False) for u in reversed(t.inbound) if id(u) not in seen)
+        input_ids = {id(t) for t in self.inputs}
+        for t in order:
+            if not t.inbound and id(t) not in input_ids:
+                raise ValueError(f"Model {self.name!r}: graph disconnected: {t!r} is not one of the model's "
+                                 f"inputs {[i.layer.name for i in self.inputs]}")
+        layers, names = [], set()
+        for t in order:
+            if any(t.layer is l for l in layers):
+                raise ValueError(f"Model {self.name!r}: layer {t.layer.name!r} is used more than once; "
+                                 f"shared layers are not supported")
+            if t.layer.name in names:
+                raise ValueError(f"Model {self.name!r}: two layers are named {t.layer.name!r}; names must be unique")
+            names.add(t.layer.name)
+            layers.append(t.layer)
+        self._order = order
+        self._nodes = [t for t in order if id(t) not in input_ids]
+        self._layers = layers
+        for t in self._nodes:
+            # Layers fed only by the model's inputs need no input gradient: skip that GEMM.
+            if hasattr(t.layer, "need_dx"):
+                t.layer.need_dx = not all(id(u) in input_ids for u in t.inbound)
+        self._collect_params()
+        self.built = True
+
+    def _collect_params(self):
+        self._params = {f"{l.name}/{k}": v for l in self._layers if l.trainable for k, v in l.params.items()}
+        self._grads = {f"{l.name}/{k}": l.grads[k] for l in self._layers if l.trainable for k in l.params}
+
+    @property
+    def layers(self):
+        return list(self._layers)
+
+    def get_layer(self, name=None, index=None):
+        if index is not None:
+            return self.layers[index]
+        for layer in self.layers:
+            if layer.name == name:
+                return layer
+        raise ValueError(f"No layer named {name!r} in model {self.name!r}; layers: {[l.name for l in self.layers]}")
+
+    @property
+    def input_shape(self):
+        shapes = [t.shape for t in self.inputs]
+        return shapes[0] if len(shapes) == 1 else shapes
+
+    @property
+    def output_shape(self):
+        shapes = [t.shape for t in self.outputs]
+        return shapes[0] if len(shapes) == 1 else shapes
+
+    def _check_input(self, x, index=0):
+        expected = self.inputs[index].shape
+        got = x.shape
+        if len(got) != len(expected) or any(e is not None and e != g for e, g in zip(expected[1:], got[1:])):
+            raise ValueError(f"Input {index} of model {self.name!r} is incompatible: expected shape "
+                             f"{shape_str(expected)}, received {shape_str(got)}")
+
+    def _prepare_inputs(self, x):
+        xs = _as_list(x) if len(self.inputs) > 1 else [x]
+        out = []
+        for i, xi in enumerate(xs):
+            xi = np.asarray(xi)
+            if xi.dtype.kind not in "fiub":
+                raise ValueError(f"Input {i} of model {self.name!r}: expected numbers, received dtype {xi.dtype}")
+            xi = np.asarray(xi, dtype=floatx)
+            self._check_input(xi, i)
+            out.append(xi)
+        return out
+
+    # ----- running -------------------------------------------------------
+    def forward(self, xs, training=False):
+        """Run the graph on a list of float32 input arrays; returns the list of outputs."""
+        values = {id(t): x for t, x in zip(self.inputs, xs)}
+        for t in self._nodes:
+            layer = t.layer
+            ins = [values[id(u)] for u in t.inbound]
+            values[id(t)] = layer.forward(ins if layer.multi_input else ins[0], training=training)
+        return [values[id(o)] for o in self.outputs]
+
+    def backward(self, douts, from_logits=False):
+        """Backpropagate output gradients; returns the gradients of the inputs (None where not needed).
+
+        ``from_logits``: the first output's gradient is with respect to the output
+        layer's pre-softmax logits (the fused cross-entropy path).
+        """
+        grads = {id(o): d for o, d in zip(self.outputs, douts)}
+        for t in reversed(self._nodes):
+            dy = grads.pop(id(t), None)
+            if dy is None:
+                continue
+            layer = t.layer
+            if from_logits and t is self.outputs[0]:
+                dx = layer.backward_from_logits(dy)
+            else:
+                dx = layer.backward(dy)
+            if dx is None:
+                continue
+            for u, d in zip(t.inbound, dx if layer.multi_input else [dx]):
+                grads[id(u)] = grads[id(u)] + d if id(u) in grads else d
+        return [grads.get(id(t)) for t in self.inputs]
+
+    def __call__(self, x, training=False):
+        return self.forward(self._prepare_inputs(x), training=training)[0]
+
+    def input_gradient(self, x, dout, training=False):
+        """d(sum(output * dout)) / d input, through the engine's own backward (saliency maps)."""
+        need = {l: l.need_dx for l in self._layers if hasattr(l, "need_dx")}
+        saved = [(l, {k: g.copy() for k, g in l.grads.items()}) for l in self._layers]
+        try:
+            for l in need:
+                l.need_dx = True
+            self.forward(self._prepare_inputs(x), training=training)
+            dx = self.backward([np.asarray(dout, dtype=floatx)])[0]
+        finally:
+            for l, v in need.items():
+                l.need_dx = v
+            for l, g in saved:  # leave training gradients as they were
+                for k, v in g.items():
+                    l.grads[k][...] = v
+        return dx
+
+    # ----- training ------------------------------------------------------
+    def compile(self, optimizer="rmsprop", loss=None, metrics=None):
+        self.optimizer = optimizers_mod.get(optimizer)
+        if loss is None:
+            raise ValueError("compile() needs a loss, e.g. loss='sparse_categorical_crossentropy'")
+        self.loss = losses_mod.get(loss)
+        self.metrics = [metrics_mod.get(m) for m in (metrics or [])]
+        self.compiled = True
+
+    def _require_compiled(self, what):
+        if not self.compiled:
+            raise RuntimeError(f"Model {self.name!r} must be compiled before {what}(): call "
+                               f"model.compile(optimizer=..., loss=...)")
+
+    def _fused(self):
+        out_layer = self.outputs[0].layer
+        return self.loss.fuses_softmax and not getattr(self.loss, "from_logits", False) \
+            and getattr(out_layer, "activation", None) == "softmax"
+
+    def _check_labels(self, y, n):
+        y = np.asarray(y)
+        if len(y) != n:
+            raise ValueError(f"model {self.name!r}: {n} inputs but {len(y)} labels")
+        k = self.outputs[0].shape[-1]
+        if y.ndim == 1 or (y.ndim == 2 and y.shape[1] == 1):
+            if y.dtype.kind == "f" and not np.all(np.isfinite(y)):
+                raise ValueError("labels contain NaN or infinite values")
+            if y.size and (y.min() < 0 or y.max() >= k):
+                bad = y[(y < 0) | (y >= k)].reshape(-1)[0]
+                raise ValueError(f"label {bad!r} is outside [0, {k}) for model {self.name!r} with {k} outputs")
+        return y
+
+    def _loss_and_grad(self, out, y):
+        """Loss value and the gradient to feed backward, fused through softmax where possible."""
+        if self._fused():
+            logits = self.outputs[0].layer.logits
+            value, cache = self.loss.forward_logits(logits, y)
+            return value, self.loss.backward_logits(cache), True
+        value, cache = self.loss.forward(out, y)
+        return value, self.loss.backward(cache), False
+
+    def regularization_loss(self):
+        return sum(l.regularization_loss() for l in self._layers)
+
+    def train_step(self, x, y):
+        """One optimizer step on a batch; returns (loss, predictions)."""
+        xs = self._prepare_inputs(x)
+        y = self._check_labels(y, len(xs[0]))
+        for g in self._grads.values():
+            g[...] = 0
+        out = self.forward(xs, training=True)[0]
+        value, dout, fused = self._loss_and_grad(out, y)
+        self.backward([dout], from_logits=fused)
+        for l in self._layers:
+            if l.regularizers:
+                value += l.regularization_loss()
+                l.add_regularization_grads()
+        self.optimizer.apply(self._params, self._grads)
+        return float(value), out
+
+    def train_on_batch(self, x, y, return_dict=False):
+        self._require_compiled("train_on_batch")
+        loss, out = self.train_step(x, y)
+        return self._batch_result(loss, y, out, return_dict)
+
+    def test_on_batch(self, x, y, return_dict=False):
+        self._require_compiled("test_on_batch")
+        xs = self._prepare_inputs(x)
+        y = self._check_labels(y, len(xs[0]))
+        out = self.forward(xs, training=False)[0]
+        loss = float(self._loss_and_grad_value(out, y)) + self.regularization_loss()
+        return self._batch_result(loss, y, out, return_dict)
+
+    def _loss_and_grad_value(self, out, y):
+        if self._fused():
+            return self.loss.forward_logits(self.outputs[0].layer.logits, y)[0]
+        return self.loss.forward(out, y)[0]
+
+    def _batch_result(self, loss, y, out, return_dict):
+        result = {"loss": loss}
+        for m in self.metrics:
+            m.reset_state()
+            m.update_state(y, out)
+            result[m.name] = m.result()
+        if return_dict:
+            return result
+        return loss if not self.metrics else list(result.values())
+
+    def predict_on_batch(self, x):
+        return self.forward(self._prepare_inputs(x), training=False)[0]
+
+    def predict(self, x, batch_size=32, verbose=0):
+        if batch_size < 1:
+            raise ValueError(f"predict(): batch_size must be >= 1, received {batch_size}")
+        x = np.asarray(x)
+        if len(x) == 0:
+            raise ValueError("predict(): received an empty input")
+        outs = [self.predict_on_batch(x[i:i + batch_size]) for i in range(0, len(x), batch_size)]
+        return np.concatenate(outs)
+
+    def evaluate(self, x, y, batch_size=32, verbose=0, return_dict=False):
+        """Mean loss and metrics over the whole set, weighting each batch by its size."""
+        self._require_compiled("evaluate")
+        from ..training.loop import evaluate
+        result = evaluate(self, x, y, batch_size=batch_size)
+        if return_dict:
+            return result
+        return result["loss"] if not self.metrics else list(result.values())
+
+    def fit(self, x=None, y=None, batch_size=32, epochs=1, verbose=1, callbacks=None, validation_split=0.0,
+            validation_data=None, shuffle=True, initial_epoch=0, **kwargs):
+        self._require_compiled("fit")
+        from ..training.loop import fit
+        return fit(self, x, y, batch_size=batch_size, epochs=epochs, verbose=verbose, callbacks=callbacks,
+                   validation_split=validation_split, validation_data=validation_data, shuffle=shuffle,
+                   initial_epoch=initial_epoch, **kwargs)
+
+    # ----- weights and configuration -------------------------------------
+    def get_weights(self):
+        return [w for l in self._layers for w in l.get_weights()]
+
+    def set_weights(self, weights):
+        weights = list(weights)
+        expected = sum(len(l.weights) for l in self._layers)
+        if len(weights) != expected:
+            raise ValueError(f"Model {self.name!r} expects {expected} weight arrays, received {len(weights)}")
+        i = 0
+        for l in self._layers:
+            n = len(l.weights)
+            l.set_weights(weights[i:i + n])
+            i += n
+
+    def named_weights(self):
+        """``{"layer/weight": array}`` for every weight, trainable or not (checkpoint order)."""
+        return {f"{l.name}/{k}": w for l in self._layers for k, w in zip(l.weight_names, l.weights)}
+
+    def count_params(self):
+        return sum(l.count_params() for l in self._layers)
+
+    def summary(self, print_fn=print, batch_size=None):
+        from .summary import summary_text
+        print_fn(summary_text(self, batch_size=batch_size))
+
+    def get_config(self):
+        index = {id(t): (t.layer.name, 0) for t in self._order}
+        layers = []
+        for t in self._order:
+            entry = serialize(t.layer)
+            entry["name"] = t.layer.name
+            entry["inbound"] = [index[id(u)][0] for u in t.inbound]
+            layers.append(entry)
+        return {"name": self.name, "layers": layers,
+                "input_layers": [t.layer.name for t in self.inputs],
+                "output_layers": [t.layer.name for t in self.outputs]}
+
+    @classmethod
+    def from_config(cls, config):
+        tensors = {}
+        for entry in config["layers"]:
+            layer = deserialize(entry)
+            if isinstance(layer, InputLayer):
+                tensors[layer.name] = SymbolicTensor(layer.batch_input_shape, layer, ())
+                continue
+            ins = [tensors[n] for n in entry["inbound"]]
+            tensors[layer.name] = layer(ins if layer.multi_input else ins[0])
+        return cls([tensors[n] for n in config["input_layers"]],
+                   [tensors[n] for n in config["output_layers"]], name=config.get("name"))
+
+    def save(self, path, include_optimizer=True):
+        from .saving import save_model
+        save_model(self, path, include_optimizer=include_optimizer)
+
+    def save_weights(self, path):
+        from .saving import save_weights
+        save_weights(self, path)
+
+    def load_weights(self, path):
+        from .saving import load_weights
+        load_weights(self, path)
+
+
+class Sequential(Model):
+    """A stack of single-input layers; the graph is made once the input shape is known."""
+
+    def __init__(self, layers=None, name=None):
+        super().__init__(name=name or unique_name("sequential"))
+        self._stack = []
+        self._input = None
+        for layer in layers or []:
+            self.add(layer)
+
+    def add(self, layer):
+        if isinstance(layer, SymbolicTensor) and isinstance(layer.layer, InputLayer):
+            if self._stack or self._input is not None:
+                raise ValueError("Sequential: an Input can only be the first element")
+            self._input = layer
+            return
+        if isinstance(layer, InputLayer):
+            self._input = SymbolicTensor(layer.batch_input_shape, layer, ())
+            return
+        if not isinstance(layer, Layer):
+            raise TypeError(f"Sequential.add() takes a Layer, received {layer!r}")
+        if layer.multi_input:
+            raise ValueError(f"Sequential: {type(layer).__name__} takes several inputs; use the functional API")
+        if self._input is None and not self._stack and layer.batch_input_shape is not None:
+            self._input = Input(layer.batch_input_shape[1:], name=None)
+        self._stack.append(layer)
+        self.built = False
+        if self._input is not None:
+            self._build_graph()
+
+    def build(self, input_shape):
+        if self._input is None:
+            self._input = Input(tuple(input_shape)[1:])
+        self._build_graph()
+
+    def _build_graph(self):
+        t = self._input
+        for layer in self._stack:
+            t = layer(t)
+        self._init_graph(self._input, t)
+
+    def _ensure_graph(self, x):
+        if not self.built:
+            if not self._stack:
+                raise ValueError("Sequential model has no layers")
+            self.build((None,) + np.shape(_as_list(x)[0] if isinstance(x, (list, tuple)) else x)[1:])
+
+    @property
+    def layers(self):
+        return [l for l in self._stack]
+
+    def _prepare_inputs(self, x):
+        self._ensure_graph(x)
+        return super()._prepare_inputs(x)
+
+    def get_config(self):
+        config = {"name": self.name, "layers": [serialize(l) for l in self._stack]}
+        if self._input is not None:
+            config["input_shape"] = list(self._input.shape)
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        model = cls(name=config.get("name"))
+        if config.get("input_shape"):
+            model.add(Input(tuple(config["input_shape"])[1:]))
+        for entry in config["layers"]:
+            model.add(deserialize(entry))
+        return model
