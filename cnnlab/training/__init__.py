@@ -1,0 +1,9 @@
+"""The training loop, callbacks and checkpoints."""
+from .callbacks import (Callback, CSVLogger, EarlyStopping, History, LearningRateScheduler, ModelCheckpoint,
+                        ProgbarLogger, ReduceLROnPlateau, TerminateOnNaN)
+from .checkpoint import is_run_dir, latest_checkpoint, load_checkpoint
+from .loop import RunCheckpoint, evaluate, fit
+
+__all__ = ["Callback", "CSVLogger", "EarlyStopping", "History", "LearningRateScheduler", "ModelCheckpoint",
+           "ProgbarLogger", "ReduceLROnPlateau", "TerminateOnNaN", "RunCheckpoint", "evaluate", "fit",
+           "is_run_dir", "latest_checkpoint", "load_checkpoint"]
