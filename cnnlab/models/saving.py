@@ -43,7 +43,9 @@ def model_files(model, include_optimizer=True):
              "model.safetensors": st_save({k: np.ascontiguousarray(v) for k, v in model.named_weights().items()})}
     if include_optimizer and model.compiled:
         state = model.optimizer.get_state()
-        files["optimizer.safetensors"] = st_save({k: np.ascontiguousarray(v) for k, v in state.items()})
+        # np.ascontiguousarray turns 0-d arrays (the step counter) into shape (1,): keep the shape
+        files["optimizer.safetensors"] = st_save({k: np.ascontiguousarray(v).reshape(np.shape(v))
+                                                  for k, v in state.items()})
     return files
 
 
