@@ -1,0 +1,110 @@
+"""Sliding-window plumbing shared by conv2d and pool2d (NHWC).
+
+Windows are visited one kernel offset ``(i, j)`` at a time: the offset's view of
+the padded input is a strided slice covering every output pixel at once, so the
+only Python loop is over ``kh * kw`` offsets.
+"""
+import sys
+
+from ..backend import xp
+from numpy.lib.stride_tricks import as_strided
+
+# Workspace pool. Large fresh arrays cost as much as the work done in them
+# (the kernel maps and zeroes new pages on every call), so big temporaries are
+# recycled: a pooled buffer is handed out again only when nothing but the pool
+# refers to it (a live cache, output or view keeps it busy).
+_POOL = []                  # flat arrays, least recently used first
+POOL_MIN_BYTES = 1 << 20    # smaller arrays come cheaply from malloc's own free lists
+POOL_MAX_IDLE_BYTES = 1 << 30
+
+
+def _idle(k):
+    return sys.getrefcount(_POOL[k]) == 2  # the pool's list and getrefcount's argument: nobody else
+
+
+def empty(shape, dtype):
+    """``xp.empty(shape, dtype)`` that reuses an idle pooled buffer of the same size."""
+    dtype = xp.dtype(dtype)
+    size = 1
+    for n in shape:
+        size *= n
+    if size * dtype.itemsize < POOL_MIN_BYTES:
+        return xp.empty(shape, dtype)
+    for k in range(len(_POOL)):
+        if _POOL[k].size == size and _POOL[k].dtype == dtype and _idle(k):
+            _POOL.append(_POOL.pop(k))
+            return _POOL[-1].reshape(shape)
+    idle = [k for k in range(len(_POOL)) if _idle(k)]
+    spare = sum(_POOL[k].nbytes for k in idle)
+    drop = set()
+    for k in idle:  # oldest first, down to the cap
+        if spare <= POOL_MAX_IDLE_BYTES:
+            break
+        spare -= _POOL[k].nbytes
+        drop.add(k)
+    if drop:
+        _POOL[:] = [b for k, b in enumerate(_POOL) if k not in drop]
+    buf = xp.empty(size, dtype)
+    _POOL.append(buf)
+    return buf.reshape(shape)
+
+
+def zeros(shape, dtype):
+    out = empty(shape, dtype)
+    out.fill(0)
+    return out
+
+
+def pad2d(x, pads, value=0.0):
+    """Pad the spatial axes of ``x`` (N, H, W, C) by ``(top, bottom, left, right)``; no copy when all zero."""
+    pt, pb, pl, pr = pads
+    if not (pt or pb or pl or pr):
+        return x
+    N, H, W, C = x.shape
+    xp_ = empty((N, H + pt + pb, W + pl + pr, C), x.dtype)  # (N, Hp, Wp, C)
+    # fill only the border: the interior is overwritten right after
+    xp_[:, :pt] = value
+    xp_[:, pt + H:] = value
+    xp_[:, pt:pt + H, :pl] = value
+    xp_[:, pt:pt + H, pl + W:] = value
+    xp_[:, pt:pt + H, pl:pl + W] = x
+    return xp_
+
+
+def crop2d(xp_, pads, h, w):
+    """Inverse of ``pad2d`` (a view; contiguous copy only if something was cropped)."""
+    pt, pb, pl, pr = pads
+    if not (pt or pb or pl or pr) and xp_.shape[1] == h and xp_.shape[2] == w:
+        return xp_
+    return xp_[:, pt:pt + h, pl:pl + w].copy()  # (N, h, w, C)
+
+
+def offset_view(xp_, i, j, out_h, out_w, strides, dilation=(1, 1)):
+    """The input pixels under kernel tap ``(i, j)`` for every output pixel: (N, out_h, out_w, C)."""
+    sh, sw = strides
+    dh, dw = dilation
+    r0, c0 = i * dh, j * dw
+    return xp_[:, r0:r0 + (out_h - 1) * sh + 1:sh, c0:c0 + (out_w - 1) * sw + 1:sw]
+
+
+def im2col(xp_, kh, kw, out_h, out_w, strides, dilation=(1, 1)):
+    """Patches of the padded input: (N, out_h, out_w, kh, kw, C), rows ready for one GEMM."""
+    N, C = xp_.shape[0], xp_.shape[3]
+    sh, sw = strides
+    dh, dw = dilation
+    s0, s1, s2, s3 = xp_.strides
+    # one copy of a 6-D strided view: with unit width stride/dilation the (kw, C)
+    # run is contiguous in both arrays, so the copy moves kw*C floats per step
+    windows = as_strided(xp_, (N, out_h, out_w, kh, kw, C), (s0, s1 * sh, s2 * sw, s1 * dh, s2 * dw, s3))
+    cols = empty(windows.shape, xp_.dtype)       # (N, out_h, out_w, kh, kw, C)
+    xp.copyto(cols, windows)
+    return cols
+
+
+def col2im(dcols, padded_shape, kh, kw, out_h, out_w, strides, dilation=(1, 1)):
+    """Adjoint of ``im2col``: sum each tap's gradient back onto the padded input."""
+    dxp = zeros(padded_shape, dcols.dtype)  # (N, Hp, Wp, C)
+    for i in range(kh):
+        for j in range(kw):
+            offset_view(dxp, i, j, out_h, out_w, strides, dilation)[...] += dcols[:, :, :, i, j, :]
+    return dxp
