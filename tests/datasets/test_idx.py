@@ -114,6 +114,7 @@ def test_real_mnist_checksums_match_table():
 
 @needs_mnist
 def test_real_mnist_via_cnnlab_data(tmp_path, monkeypatch):
+    monkeypatch.setattr(_store.SPECS["fashion_mnist"], "system_dirs", ())  # keep report() quick
     (tmp_path / "mnist").symlink_to(REAL_MNIST.resolve())
     monkeypatch.setenv("CNNLAB_DATA", str(tmp_path))
     ds = load("mnist")
