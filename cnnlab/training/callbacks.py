@@ -161,6 +161,9 @@ class EarlyStopping(Callback):
         self.best = self.initial if self.baseline is None else self.baseline
 
     def on_train_begin(self, logs=None):
+        if getattr(self, "_resumed", False):  # state restored from a checkpoint: keep it
+            self._resumed = False
+            return
         if self.best_weights is None:
             self.reset()
 
@@ -196,6 +199,7 @@ class EarlyStopping(Callback):
     def set_state(self, state):
         self.wait, self.best = state["wait"], state["best"]
         self.best_epoch, self.stopped_epoch = state["best_epoch"], state["stopped_epoch"]
+        self._resumed = True
 
 
 class LearningRateScheduler(Callback):
