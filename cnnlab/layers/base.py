@@ -160,6 +160,8 @@ class Layer:
     def _expected_shape_hint(self):
         if self.input_shape is not None:
             return shape_str(self.input_shape)
+        if self.input_spec.get("ndim") == 4:
+            return "(batch, height, width, channels)"
         return f"ndim={self.input_spec.get('ndim')}"
 
     def ensure_built(self, input_shape):
@@ -169,6 +171,7 @@ class Layer:
             if self.multi_input:
                 self.input_shape = [(None,) + s[1:] for s in input_shape]
             else:
+                self.check_input_shape(input_shape)  # the rank, before build() unpacks the shape
                 self.input_shape = (None,) + input_shape[1:]
             self.build(self.input_shape)
             self.built = True
