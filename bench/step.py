@@ -1,0 +1,212 @@
+"""One full training step (forward, backward, Adam update) at batch 128, cnnlab
+against PyTorch CPU in the same process, alternating, 2 threads each.
+
+    python bench/step.py [--models seed002,seed000,seed001] [--reps 15] [--batch 128]
+
+Prints the median step time of each, the ratio cnnlab / PyTorch, images per
+second, the extrapolated time of a 60,000-image epoch, and the peak resident
+memory that training steps add above the built model and its batch, measured
+in a fresh subprocess per framework (``VmHWM`` minus ``VmRSS`` before the
+first step), since a warm process keeps freed pages resident.
+"""
+import argparse
+import os
+import statistics
+import sys
+import time
+
+os.environ.setdefault("OMP_NUM_THREADS", "2")
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "2")
+os.environ.setdefault("MKL_NUM_THREADS", "2")
+
+import numpy as np  # noqa: E402
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+
+from cnnlab.layers import Conv2D, Dense, Dropout, Flatten, Input, MaxPooling2D  # noqa: E402
+from cnnlab.models import Sequential  # noqa: E402
+from cnnlab.optimizers import Adam  # noqa: E402
+
+# The three seed models of issue 2 §7, as (kind, args) rows shared by both builders.
+MODELS = {
+    "seed002": [("conv", 32, 5, "same", True, "relu"), ("pool", 2, 2, "valid"),
+                ("conv", 64, 5, "same", True, "relu"), ("pool", 2, 2, "valid"),
+                ("flatten",), ("dense", 1024, "relu"), ("dropout", 0.5), ("dense", 10, None)],
+    "seed000": [("conv", 32, 3, "same", False, "relu"), ("pool", 2, 2, "same"),
+                ("conv", 64, 3, "same", False, "relu"), ("pool", 2, 2, "same"),
+                ("conv", 128, 3, "same", False, "relu"), ("pool", 2, 2, "same"),
+                ("flatten",), ("dense", 625, "relu"), ("dense", 10, None)],
+    "seed001": [("conv", 12, 3, "same", True, None), ("pool", 3, 2, "valid"),
+                ("conv", 16, 3, "same", True, None), ("pool", 3, 2, "valid"),
+                ("flatten",), ("dense", 256, "relu"), ("dense", 100, "relu"), ("dense", 10, None)],
+}
+
+
+def build_cnnlab(rows, input_shape=(28, 28, 1)):
+    layers = [Input(input_shape)]
+    for row in rows:
+        kind = row[0]
+        if kind == "conv":
+            _, f, k, pad, bias, act = row
+            layers.append(Conv2D(f, k, padding=pad, use_bias=bias, activation=act))
+        elif kind == "pool":
+            layers.append(MaxPooling2D(row[1], strides=row[2], padding=row[3]))
+        elif kind == "flatten":
+            layers.append(Flatten())
+        elif kind == "dense":
+            layers.append(Dense(row[1], activation=row[2] or "softmax") if row is rows[-1] else
+                          Dense(row[1], activation=row[2]))
+        elif kind == "dropout":
+            layers.append(Dropout(row[1]))
+    model = Sequential(layers)
+    model.compile(Adam(1e-3), "sparse_categorical_crossentropy")
+    return model
+
+
+def build_torch(rows, input_shape=(28, 28, 1)):
+    import torch
+    from torch import nn
+    import torch.nn.functional as F
+
+    class SamePool(nn.Module):
+        """TensorFlow's 'same' max pooling: pad bottom/right with -inf as needed."""
+
+        def __init__(self, k, s):
+            super().__init__()
+            self.k, self.s = k, s
+
+        def forward(self, x):
+            h, w = x.shape[-2:]
+            ph = max((-(-h // self.s) - 1) * self.s + self.k - h, 0)
+            pw = max((-(-w // self.s) - 1) * self.s + self.k - w, 0)
+            x = F.pad(x, (pw // 2, pw - pw // 2, ph // 2, ph - ph // 2), value=float("-inf"))
+            return F.max_pool2d(x, self.k, self.s)
+
+    mods, c = [], input_shape[-1]
+    h, w = input_shape[:2]
+    flat = None
+    for row in rows:
+        kind = row[0]
+        if kind == "conv":
+            _, f, k, pad, bias, act = row
+            mods.append(nn.Conv2d(c, f, k, padding=k // 2, bias=bias))
+            if act:
+                mods.append(nn.ReLU())
+            c = f
+        elif kind == "pool":
+            k, s, pad = row[1:]
+            if pad == "same":
+                mods.append(SamePool(k, s))
+                h, w = -(-h // s), -(-w // s)
+            else:
+                mods.append(nn.MaxPool2d(k, s))
+                h, w = (h - k) // s + 1, (w - k) // s + 1
+        elif kind == "flatten":
+            mods.append(nn.Flatten())
+            flat = c * h * w
+        elif kind == "dense":
+            mods.append(nn.Linear(flat, row[1]))
+            if row[2]:
+                mods.append(nn.ReLU())
+            flat = row[1]
+        elif kind == "dropout":
+            mods.append(nn.Dropout(row[1]))
+    model = nn.Sequential(*mods)
+    return model, torch.optim.Adam(model.parameters(), lr=1e-3)
+
+
+def _status(key):
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(key + ":"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def peak_step_memory(framework, name, batch, threads):
+    """Run 3 steps in a fresh process; MiB of peak RSS above the RSS before the first one."""
+    import subprocess
+    out = subprocess.run([sys.executable, os.path.abspath(__file__), "--_memory", framework, "--models", name,
+                          "--batch", str(batch), "--threads", str(threads)],
+                         capture_output=True, text=True, check=True).stdout
+    return float(out.strip().splitlines()[-1])
+
+
+def _make_steps(name, batch, threads):
+    import torch
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    rng = np.random.default_rng(0)
+    x = rng.random((batch, 28, 28, 1), dtype=np.float32)
+    y = rng.integers(0, 10, batch)
+    xt = torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2)))
+    yt = torch.from_numpy(y)
+    spec = MODELS[name]
+    model = build_cnnlab(spec)
+    tmodel, topt = build_torch(spec)
+    tmodel.train()
+
+    def step_cnnlab():
+        model.train_step(x, y)
+
+    def step_torch():
+        topt.zero_grad(set_to_none=True)
+        loss = torch.nn.functional.cross_entropy(tmodel(xt), yt)
+        loss.backward()
+        topt.step()
+
+    return step_cnnlab, step_torch
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--models", default="seed002,seed000,seed001")
+    p.add_argument("--reps", type=int, default=15)
+    p.add_argument("--warmup", type=int, default=3)
+    p.add_argument("--batch", type=int, default=128)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--_memory", choices=["cnnlab", "torch"], help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+
+    import torch
+    if args._memory:
+        step_cnnlab, step_torch = _make_steps(args.models, args.batch, args.threads)
+        step = step_cnnlab if args._memory == "cnnlab" else step_torch
+        base = _status("VmRSS")
+        for _ in range(3):
+            step()
+        print((_status("VmHWM") - base) / 2**20)
+        return
+
+    print(f"numpy {np.__version__}, torch {torch.__version__}, batch {args.batch}, threads {args.threads}, "
+          f"{args.reps} alternating reps, medians")
+    header = f"{'model':10} {'cnnlab ms':>10} {'torch ms':>10} {'ratio':>7} {'cnnlab img/s':>13} " \
+             f"{'epoch 60k':>10} {'cnnlab MiB':>11} {'torch MiB':>10}"
+    print(header)
+    rows = []
+    for name in args.models.split(","):
+        step_cnnlab, step_torch = _make_steps(name, args.batch, args.threads)
+        for _ in range(args.warmup):
+            step_cnnlab()
+            step_torch()
+        tc, tt = [], []
+        for _ in range(args.reps):
+            t0 = time.perf_counter()
+            step_cnnlab()
+            tc.append(time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            step_torch()
+            tt.append(time.perf_counter() - t0)
+        mc, mt = statistics.median(tc), statistics.median(tt)
+        mem_c = peak_step_memory("cnnlab", name, args.batch, args.threads)
+        mem_t = peak_step_memory("torch", name, args.batch, args.threads)
+        epoch = 60000 / args.batch * mc
+        print(f"{name:10} {mc * 1e3:10.1f} {mt * 1e3:10.1f} {mc / mt:7.2f} {args.batch / mc:13,.0f} "
+              f"{epoch:9.0f}s {mem_c:11.1f} {mem_t:10.1f}", flush=True)
+        rows.append((name, mc, mt))
+    geo = float(np.exp(np.mean([np.log(c / t) for _, c, t in rows])))
+    print(f"geometric mean ratio cnnlab / PyTorch: {geo:.2f}")
+
+
+if __name__ == "__main__":
+    main()
