@@ -3,7 +3,8 @@ from .callbacks import (Callback, CSVLogger, EarlyStopping, History, LearningRat
                         ProgbarLogger, ReduceLROnPlateau, TerminateOnNaN)
 from .checkpoint import is_run_dir, latest_checkpoint, load_checkpoint
 from .loop import RunCheckpoint, evaluate, fit
+from .resume import resume
 
 __all__ = ["Callback", "CSVLogger", "EarlyStopping", "History", "LearningRateScheduler", "ModelCheckpoint",
            "ProgbarLogger", "ReduceLROnPlateau", "TerminateOnNaN", "RunCheckpoint", "evaluate", "fit",
-           "is_run_dir", "latest_checkpoint", "load_checkpoint"]
+           "is_run_dir", "latest_checkpoint", "load_checkpoint", "resume"]

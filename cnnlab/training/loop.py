@@ -1,4 +1,6 @@
 """``fit`` and ``evaluate``: mini-batches, callbacks, validation, run directories, exact resume."""
+import itertools
+import json
 import os
 import time
 
@@ -8,7 +10,7 @@ from ..datasets.pipeline import BatchIterator
 from ..io import atomic_write_json
 from ..random import get_rng_state, set_rng_state
 from . import callbacks as cbks
-from .checkpoint import is_run_dir, latest_checkpoint, save_checkpoint
+from .checkpoint import is_run_dir, latest_checkpoint, read_run_config, save_checkpoint, write_run_config
 
 
 def _check_data(x, y, who):
@@ -46,6 +48,29 @@ def evaluate(model, x, y, batch_size=32):
     result = {"loss": total / len(x) + model.regularization_loss()}
     result.update({m.name: m.result() for m in model.metrics})
     return result
+
+
+def _layer_name_map(model, files, arrays):
+    """Saved layer name -> this model's, when the same architecture was built under other
+    automatic names (a fresh model object in the same process: ``dense_1`` instead of ``dense``)."""
+    from ..models.saving import model_from_config
+    ours = [l.name for l in model._layers]
+    if {k.rpartition("/")[0] for k in arrays} <= set(ours):
+        return {}
+    try:
+        saved = model_from_config(json.loads(files["config.json"])["model"])
+    except Exception:  # noqa: BLE001 - then restore_weights reports the mismatch
+        return {}
+    if len(saved._layers) != len(model._layers) or \
+            any(type(a) is not type(b) for a, b in zip(saved._layers, model._layers)):
+        return {}
+    return {a.name: b.name for a, b in zip(saved._layers, model._layers)}
+
+
+def _fit_arguments(batch_size, epochs, shuffle, seed, augment, validation_split, monitor, steps_per_epoch):
+    aug = augment.get_config() if augment is not None and hasattr(augment, "get_config") else None
+    return {"batch_size": batch_size, "epochs": epochs, "shuffle": shuffle, "seed": seed, "augment": aug,
+            "validation_split": validation_split, "monitor": monitor, "steps_per_epoch": steps_per_epoch}
 
 
 class RunCheckpoint(cbks.Callback):
@@ -115,19 +140,40 @@ def fit(model, x, y, batch_size=32, epochs=1, verbose=1, callbacks=None, validat
         return {"epoch": epochs_done, "step": step_counter["global"], "iterator": iterator.get_state(),
                 "layer_rngs": {l.name: get_rng_state(l.rng) for l in dropout_layers},
                 "callbacks": {f"{i}:{type(c).__name__}": c.get_state() for i, c in enumerate(all_callbacks)},
+                "learning_rate": None if model.optimizer.schedule is not None
+                else float(model.optimizer.learning_rate),
                 "fit": {"batch_size": batch_size, "epochs": epochs, "shuffle": shuffle, "seed": seed}}
+
+    if run_dir is not None:  # how the run was made, for ``cnnlab.training.resume`` (kept when present)
+        run_config = read_run_config(run_dir)
+        if "fit" not in run_config:
+            run_config["fit"] = _fit_arguments(batch_size, epochs, shuffle, seed, augment,
+                                               validation_split, monitor, steps_per_epoch)
+            write_run_config(run_dir, run_config)
 
     if resume and run_dir is not None and is_run_dir(run_dir):
         from ..models.saving import restore_weights
         from ..io import read_checked_dir
         from safetensors.numpy import load as st_load
-        import json
         path = latest_checkpoint(run_dir)
         files = read_checked_dir(path)
-        restore_weights(model, st_load(files["model.safetensors"]), path)
-        if "optimizer.safetensors" in files:
-            model.optimizer.set_state(st_load(files["optimizer.safetensors"]))
+        arrays = st_load(files["model.safetensors"])
         state = json.loads(files["training_state.json"])
+        renamed = _layer_name_map(model, files, arrays)
+        if renamed:
+            def rename(key):
+                layer, _, rest = key.partition("/")
+                return f"{renamed.get(layer, layer)}/{rest}"
+            arrays = {rename(k): v for k, v in arrays.items()}
+            state["layer_rngs"] = {renamed.get(k, k): v for k, v in state["layer_rngs"].items()}
+        restore_weights(model, arrays, path)
+        if "optimizer.safetensors" in files:
+            opt_state = st_load(files["optimizer.safetensors"])
+            if renamed:
+                opt_state = {k if k == "iterations" else rename(k): v for k, v in opt_state.items()}
+            model.optimizer.set_state(opt_state)
+        if state.get("learning_rate") is not None and model.optimizer.schedule is None:
+            model.optimizer.learning_rate = state["learning_rate"]  # as a callback left it (ReduceLROnPlateau)
         initial_epoch = state["epoch"]
         step_counter["global"] = state["step"]
         iterator.set_state(state["iterator"])
@@ -159,9 +205,8 @@ def fit(model, x, y, batch_size=32, epochs=1, verbose=1, callbacks=None, validat
             for m in model.metrics:
                 m.reset_state()
             loss_sum, seen = 0.0, 0
-            for step, (xb, yb) in enumerate(iterator):
-                if step >= steps:
-                    break
+            # islice: never draw (and waste) a batch beyond ``steps``
+            for step, (xb, yb) in enumerate(itertools.islice(iterator, steps)):
                 callback_list.on_train_batch_begin(step)
                 loss, out = model.train_step(xb, yb)
                 step_counter["global"] += 1
