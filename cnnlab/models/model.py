@@ -197,9 +197,13 @@ class Model:
         if y.ndim == 1 or (y.ndim == 2 and y.shape[1] == 1):
             if y.dtype.kind == "f" and not np.all(np.isfinite(y)):
                 raise ValueError("labels contain NaN or infinite values")
+            if y.dtype.kind == "f" and np.any(y != np.round(y)):
+                bad = y[y != np.round(y)].reshape(-1)[0]
+                raise ValueError(f"label {bad.item()} is not an integer class index for model {self.name!r}; "
+                                 f"integer labels are expected (one-hot labels need categorical_crossentropy)")
             if y.size and (y.min() < 0 or y.max() >= k):
                 bad = y[(y < 0) | (y >= k)].reshape(-1)[0]
-                raise ValueError(f"label {bad!r} is outside [0, {k}) for model {self.name!r} with {k} outputs")
+                raise ValueError(f"label {bad.item()} is outside [0, {k}) for model {self.name!r} with {k} outputs")
         return y
 
     def _loss_and_grad(self, out, y):
@@ -304,12 +308,21 @@ class Model:
 
     def named_weights(self):
         """``{"layer/weight": array}`` for every weight, trainable or not (checkpoint order)."""
+        self._require_built("named_weights()")
         return {f"{l.name}/{k}": w for l in self._layers for k, w in zip(l.weight_names, l.weights)}
 
+    def _require_built(self, what):
+        if not self.built:
+            raise ValueError(f"Model {self.name!r} has not been built yet, so {what} is unknown: give it an "
+                             f"Input(...) or input_shape= on the first layer, call build(input_shape), "
+                             f"or run it on a batch first")
+
     def count_params(self):
+        self._require_built("count_params()")
         return sum(l.count_params() for l in self._layers)
 
     def summary(self, print_fn=print, batch_size=None):
+        self._require_built("summary()")
         from .summary import summary_text
         print_fn(summary_text(self, batch_size=batch_size))
 
