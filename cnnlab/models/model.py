@@ -268,10 +268,19 @@ class Model:
     def predict(self, x, batch_size=32, verbose=0):
         if batch_size < 1:
             raise ValueError(f"predict(): batch_size must be >= 1, received {batch_size}")
-        x = np.asarray(x)
-        if len(x) == 0:
+        if self.built and len(self.inputs) > 1:  # a list of arrays, one per input, batched together
+            xs = [np.asarray(v) for v in _as_list(x)]
+            n = len(xs[0])
+            if any(len(v) != n for v in xs):
+                raise ValueError(f"predict(): the inputs have different numbers of samples {[len(v) for v in xs]}")
+            take = lambda i: [v[i:i + batch_size] for v in xs]  # noqa: E731
+        else:
+            x = np.asarray(x)
+            n = len(x)
+            take = lambda i: x[i:i + batch_size]  # noqa: E731
+        if n == 0:
             raise ValueError("predict(): received an empty input")
-        outs = [self.predict_on_batch(x[i:i + batch_size]) for i in range(0, len(x), batch_size)]
+        outs = [self.predict_on_batch(take(i)) for i in range(0, n, batch_size)]
         return np.concatenate(outs)
 
     def evaluate(self, x, y, batch_size=32, verbose=0, return_dict=False):
