@@ -50,6 +50,9 @@ def _prune(run_dir, keep):
     if not keep:
         return
     folder = os.path.join(run_dir, CHECKPOINTS)
+    for n in os.listdir(folder):  # half-written directories left by a killed process
+        if n.startswith(".epoch-") and (".tmp-" in n or ".old-" in n):
+            shutil.rmtree(os.path.join(folder, n), ignore_errors=True)
     names = sorted(n for n in os.listdir(folder) if n.startswith("epoch-") and "." not in n)
     for name in names[:-keep]:
         shutil.rmtree(os.path.join(folder, name), ignore_errors=True)
