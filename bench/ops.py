@@ -115,9 +115,12 @@ def main(argv=None):
     ap.add_argument("--batch", type=int, default=128)
     ap.add_argument("--reps", type=int, default=7)
     ap.add_argument("--models", default="a,b,c")
+    ap.add_argument("--stat", choices=("median", "min"), default="median",
+                    help="min is steadier on a shared machine when tuning")
     args = ap.parse_args(argv)
     rng = np.random.default_rng(0)
-    print(f"batch {args.batch}, median of {args.reps}, torch {torch.__version__} threads {torch.get_num_threads()}")
+    stat = statistics.median if args.stat == "median" else min
+    print(f"batch {args.batch}, {args.stat} of {args.reps}, torch {torch.__version__} threads {torch.get_num_threads()}")
     print(f"{'op':44s} {'fwd ms':>8s} {'torch':>7s} {'ratio':>6s} | {'f+b ms':>8s} {'torch':>7s} {'ratio':>6s}")
     for m in args.models.split(","):
         print(f"-- model ({m})")
@@ -130,7 +133,7 @@ def main(argv=None):
             for _ in range(args.reps):
                 for t, fn in zip(times, fns):
                     t.append(timed(fn))
-            med = np.array([statistics.median(t) for t in times])
+            med = np.array([stat(t) for t in times])
             tot += med
             print(f"{label:44s} {med[0]:8.2f} {med[2]:7.2f} {med[0] / med[2]:6.2f} | "
                   f"{med[1]:8.2f} {med[3]:7.2f} {med[1] / med[3]:6.2f}")

@@ -1,10 +1,10 @@
 """2-D convolution (cross-correlation, as in every framework), NHWC x (kh, kw, C, F).
 
 Forward is im2col + one GEMM; backward reuses the cached columns for dW and
-sums the column gradient back per kernel offset (col2im) for dx.
+sums one small GEMM per kernel offset back onto the padded input for dx.
 """
 from ..backend import xp
-from .im2col import col2im, crop2d, empty, im2col, offset_view, pad2d, zeros
+from .im2col import crop2d, empty, im2col, im2col_kmajor, offset_view, pad2d, zeros
 from .shape import normalize_tuple, window_output_shape
 
 
@@ -34,15 +34,18 @@ def forward(x, W, b=None, strides=(1, 1), padding="valid", dilation=(1, 1), wher
     out_h, out_w, pads = window_output_shape(in_h, in_w, (kh, kw), strides, dilation, padding, where=where)
 
     xp_ = pad2d(x, pads)                                                   # (N, Hp, Wp, C)
+    M, K = N * out_h * out_w, kh * kw * C
     if kh == kw == 1:
         cols = offset_view(xp_, 0, 0, out_h, out_w, strides)               # (N, out_h, out_w, C), no im2col
+        cols2d = cols.reshape(M, K)                                        # (M, K); copies only a strided view
+    elif C == 1:
+        cols2d = im2col_kmajor(xp_, kh, kw, out_h, out_w, strides, dilation).reshape(K, M).T  # (M, K) view
     else:
-        cols = im2col(xp_, kh, kw, out_h, out_w, strides, dilation)        # (N, out_h, out_w, kh, kw, C)
-    cols2d = cols.reshape(N * out_h * out_w, kh * kw * C)                  # (M, K); copies only a strided 1x1 view
+        cols2d = im2col(xp_, kh, kw, out_h, out_w, strides, dilation).reshape(M, K)  # (M, K)
     W2d = W.reshape(kh * kw * C, F)                                        # (K, F)
     y = xp.matmul(cols2d, W2d, out=empty((cols2d.shape[0], F), xp.result_type(x, W)))  # (M, F)
     if b is not None:
-        y += b
+        _add_bias(y, b)
     cache = Conv2DCache(cols2d=cols2d, W2d=W2d, has_b=b is not None, x_shape=x.shape, padded_shape=xp_.shape,
                         pads=pads, kernel=(kh, kw), out=(out_h, out_w), strides=strides, dilation=dilation)
     return y.reshape(N, out_h, out_w, F), cache                            # (N, out_h, out_w, F)
@@ -57,34 +60,35 @@ def backward(dy, cache, need_dx=True):
     N, in_h, in_w, C = c.x_shape
     dy2d = dy.reshape(-1, F)                                               # (M, F)
     dW = (c.cols2d.T @ dy2d).reshape(kh, kw, C, F)                         # (kh, kw, C, F)
-    db = dy2d.sum(axis=0) if c.has_b else None                             # (F,)
+    db = _sum_rows(dy2d) if c.has_b else None                              # (F,)
     if not need_dx:
         return None, dW, db
     if kh == kw == 1 and c.padded_shape == c.x_shape and c.strides == (1, 1):
         dx = xp.matmul(dy2d, c.W2d.T, out=empty((dy2d.shape[0], C), dy2d.dtype))  # (M, C)
         return dx.reshape(c.x_shape), dW, db                               # (N, H, W, C)
-    if DX_PER_OFFSET(c):
-        dxp = _dx_per_offset(dy2d, c)
-    else:
-        dxp = _dx_col2im(dy2d, c)
+    dxp = _dx_per_offset(dy2d, c)                                          # (N, Hp, Wp, C)
     return crop2d(dxp, c.pads, in_h, in_w), dW, db                         # (N, H, W, C)
 
 
-def _dx_col2im(dy2d, c):
-    """One (M, F) @ (F, K) GEMM, then sum each tap's slice of the columns onto dx."""
-    kh, kw = c.kernel
-    out_h, out_w = c.out
-    N, C = c.x_shape[0], c.x_shape[3]
-    dcols = xp.matmul(dy2d, c.W2d.T, out=empty((dy2d.shape[0], c.W2d.shape[0]), dy2d.dtype))  # (M, K)
-    dcols = dcols.reshape(N, out_h, out_w, kh, kw, C)                      # (N, out_h, out_w, kh, kw, C)
-    return col2im(dcols, c.padded_shape, kh, kw, out_h, out_w, c.strides, c.dilation)  # (N, Hp, Wp, C)
+def _add_bias(y2d, b):
+    """``y2d += b``, viewed as rows of R*F so numpy's inner loop is not just F long."""
+    M, F = y2d.shape
+    R = next(r for r in (32, 16, 8, 4, 2, 1) if M % r == 0)
+    y2d.reshape(M // R, R * F)[...] += xp.tile(b.astype(y2d.dtype, copy=False), R)
+
+
+def _sum_rows(dy2d):
+    """Column sums as a GEMV: several times faster than ``sum(axis=0)`` on tall (M, F)."""
+    return xp.ones(dy2d.shape[0], dtype=dy2d.dtype) @ dy2d                 # (F,)
 
 
 def _dx_per_offset(dy2d, c):
-    """One (M, F) @ (F, C) GEMM per tap into a contiguous buffer, added onto dx.
+    """col2im without the columns: one (M, F) @ (F, C) GEMM per tap into a contiguous
+    buffer, added onto dx.
 
-    The add then moves whole rows (out_w * C floats at unit stride) instead of
-    C-float pieces spread K apart, which is what makes plain col2im slow.
+    Measured faster than one (M, F) @ (F, K) GEMM followed by col2im: each add moves
+    whole rows (out_w * C floats at unit stride) instead of C-float pieces spread K
+    apart, and the (M, K) column gradient is never materialised.
     """
     kh, kw = c.kernel
     out_h, out_w = c.out
@@ -98,6 +102,3 @@ def _dx_per_offset(dy2d, c):
             offset_view(dxp, i, j, out_h, out_w, c.strides, c.dilation)[...] += g.reshape(N, out_h, out_w, C)
     return dxp
 
-
-def DX_PER_OFFSET(c):
-    return True

@@ -101,10 +101,17 @@ def im2col(xp_, kh, kw, out_h, out_w, strides, dilation=(1, 1)):
     return cols
 
 
-def col2im(dcols, padded_shape, kh, kw, out_h, out_w, strides, dilation=(1, 1)):
-    """Adjoint of ``im2col``: sum each tap's gradient back onto the padded input."""
-    dxp = zeros(padded_shape, dcols.dtype)  # (N, Hp, Wp, C)
-    for i in range(kh):
-        for j in range(kw):
-            offset_view(dxp, i, j, out_h, out_w, strides, dilation)[...] += dcols[:, :, :, i, j, :]
-    return dxp
+def im2col_kmajor(xp_, kh, kw, out_h, out_w, strides, dilation=(1, 1)):
+    """Patches as (kh, kw, C, N, out_h, out_w): the transposed layout, for few channels.
+
+    With C == 1 the row-major layout copies kw floats per step; here each tap
+    copies whole output rows, and ``.reshape(K, M).T`` is still a GEMM operand.
+    """
+    N, C = xp_.shape[0], xp_.shape[3]
+    sh, sw = strides
+    dh, dw = dilation
+    s0, s1, s2, s3 = xp_.strides
+    windows = as_strided(xp_, (kh, kw, C, N, out_h, out_w), (s1 * dh, s2 * dw, s3, s0, s1 * sh, s2 * sw))
+    colsT = empty(windows.shape, xp_.dtype)      # (kh, kw, C, N, out_h, out_w)
+    xp.copyto(colsT, windows)
+    return colsT
