@@ -47,14 +47,16 @@ def forward(x, pool_size=(2, 2), strides=None, padding="valid", mode="max", wher
     if mode == "max":
         y = empty((N, out_h, out_w, C), x.dtype)
         y[...] = next(views)
-        arg = xp.zeros(y.shape, dtype=xp.uint8)                          # (N, out_h, out_w, C)
+        idx = xp.min_scalar_type(ph * pw - 1)                             # uint8 unless the window is huge
+        arg = xp.zeros(y.shape, dtype=idx)                                # (N, out_h, out_w, C)
         better = xp.empty(y.shape, dtype=bool)
-        kb = xp.empty(y.shape, dtype=xp.uint8)
+        kb = xp.empty(y.shape, dtype=idx)
         for k, v in enumerate(views, start=1):
             xp.greater(v, y, out=better)                                  # strict: ties keep the first offset
             xp.maximum(y, v, out=y)
-            # k exceeds every earlier index, so max(arg, better * k) is "k where better" without a masked copy
-            xp.multiply(better, xp.uint8(k), out=kb)
+            # k exceeds every earlier index, so max(arg, better * k) is "k where better" without a
+            # masked copy (copyto(where=) is several times slower)
+            xp.multiply(better, idx.type(k), out=kb)
             xp.maximum(arg, kb, out=arg)
         c.arg = arg
         return y, c
@@ -96,21 +98,25 @@ def backward(dy, cache):
     # tiled windows write each input pixel exactly once, so no zero fill and no +=
     dxp = empty(c.padded_shape, dtype) if c.tiles else zeros(c.padded_shape, dtype)  # (N, Hp, Wp, C)
 
+    def view(k):
+        return offset_view(dxp, *offsets[k], out_h, out_w, c.strides)    # (N, out_h, out_w, C)
+
     def scatter(k, g):
-        i, j = offsets[k]
-        view = offset_view(dxp, i, j, out_h, out_w, c.strides)           # (N, out_h, out_w, C)
         if c.tiles:
-            view[...] = g
+            view(k)[...] = g
         else:
-            view += g
+            view(k)[...] += g
 
     if c.mode == "max":
         hit = xp.empty(dy.shape, dtype=bool)
         g = xp.empty(dy.shape, dtype=dtype)
         for k in range(len(offsets)):
             xp.equal(c.arg, k, out=hit)
-            xp.multiply(dy, hit, out=g)
-            scatter(k, g)
+            if c.tiles:
+                xp.multiply(dy, hit, out=view(k))
+            else:
+                xp.multiply(dy, hit, out=g)
+                view(k)[...] += g
     elif c.mode == "avg":
         g = dy / c.count                                                  # (N, out_h, out_w, C)
         for k in range(len(offsets)):

@@ -171,3 +171,18 @@ def test_global_against_torch():
         yt.backward(torch.tensor(dy))
         assert_close(y, yt.detach().numpy(), rtol=1e-5, atol=1e-6, name=f"global {mode} y")
         assert_close(dx, xt.grad.numpy().transpose(0, 2, 3, 1), rtol=1e-5, atol=1e-7, name=f"global {mode} dx")
+
+
+def test_max_pool_window_over_256_offsets():
+    # 17 x 17 = 289 offsets no longer fit the uint8 index
+    x = rand((2, 17, 17, 3), 1)
+    y, cache = pool2d.forward(x, 17)
+    assert_close(y[:, 0, 0], x.max(axis=(1, 2)), rtol=0, atol=0)
+    dy = rand(y.shape, 2)
+    dx = pool2d.backward(dy, cache)
+    expected = np.zeros_like(x)
+    flat = x.reshape(2, -1, 3).argmax(axis=1)
+    for n in range(2):
+        for ch in range(3):
+            expected[n, flat[n, ch] // 17, flat[n, ch] % 17, ch] = dy[n, 0, 0, ch]
+    assert_close(dx, expected, rtol=0, atol=0)
