@@ -77,6 +77,12 @@ def confusion_matrix(y_true, y_pred, num_classes=None):
     p = np.asarray(y_pred)
     p = p.argmax(-1) if p.ndim == 2 else p.astype(np.int64)
     k = num_classes or int(max(t.max(initial=-1), p.max(initial=-1)) + 1)
+    if t.shape != p.shape:
+        raise ValueError(f"confusion_matrix: {t.size} true labels but {p.size} predictions")
+    for what, v in (("true label", t), ("predicted label", p)):
+        bad = v[(v < 0) | (v >= k)]
+        if bad.size:
+            raise ValueError(f"confusion_matrix: {what} {bad[0]} is outside [0, {k})")
     return np.bincount(t * k + p, minlength=k * k).reshape(k, k)
 
 
