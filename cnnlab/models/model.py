@@ -222,6 +222,7 @@ class Model:
         """One optimizer step on a batch; returns (loss, predictions)."""
         xs = self._prepare_inputs(x)
         y = self._check_labels(y, len(xs[0]))
+        self._collect_params()  # honour `layer.trainable` changed after the model was made
         for g in self._grads.values():
             g[...] = 0
         out = self.forward(xs, training=True)[0]

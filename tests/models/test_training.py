@@ -221,3 +221,18 @@ def test_input_gradient_leaves_training_state_alone():
     assert m.layers[0].need_dx is need_dx
     for k, g in _grads(m).items():
         np.testing.assert_array_equal(g, grads[k], err_msg=k)
+
+
+def test_freezing_a_layer_after_construction():
+    m = Sequential([L.Input((4,)), L.Dense(3, name="a"), L.Dense(2, name="b")])
+    m.get_layer("a").trainable = False
+    m.compile(optimizers.SGD(0.1), "mse")
+    frozen = m.get_layer("a").get_weights()
+    head = m.get_layer("b").get_weights()
+    m.train_on_batch(rand((2, 4)), rand((2, 2), 1))
+    for a, b in zip(frozen, m.get_layer("a").get_weights()):
+        np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(head[0], m.get_layer("b").get_weights()[0])
+    m.get_layer("a").trainable = True
+    m.train_on_batch(rand((2, 4)), rand((2, 2), 1))
+    assert not np.array_equal(frozen[0], m.get_layer("a").get_weights()[0])
