@@ -5,9 +5,11 @@ the padded input is a strided slice covering every output pixel at once, so the
 only Python loop is over ``kh * kw`` offsets.
 """
 import sys
+import threading
+
+from numpy.lib.stride_tricks import as_strided
 
 from ..backend import xp
-from numpy.lib.stride_tricks import as_strided
 
 # Workspace pool. Large fresh arrays cost as much as the work done in them
 # (the kernel maps and zeroes new pages on every call), so big temporaries are
@@ -16,6 +18,7 @@ from numpy.lib.stride_tricks import as_strided
 _POOL = []                  # flat arrays, least recently used first
 POOL_MIN_BYTES = 1 << 20    # smaller arrays come cheaply from malloc's own free lists
 POOL_MAX_IDLE_BYTES = 1 << 30
+_LOCK = threading.Lock()     # a buffer must not be found idle by two threads at once
 
 
 def _idle(k):
@@ -30,23 +33,30 @@ def empty(shape, dtype):
         size *= n
     if size * dtype.itemsize < POOL_MIN_BYTES:
         return xp.empty(shape, dtype)
-    for k in range(len(_POOL)):
-        if _POOL[k].size == size and _POOL[k].dtype == dtype and _idle(k):
-            _POOL.append(_POOL.pop(k))
-            return _POOL[-1].reshape(shape)
-    idle = [k for k in range(len(_POOL)) if _idle(k)]
-    spare = sum(_POOL[k].nbytes for k in idle)
-    drop = set()
-    for k in idle:  # oldest first, down to the cap
-        if spare <= POOL_MAX_IDLE_BYTES:
-            break
-        spare -= _POOL[k].nbytes
-        drop.add(k)
-    if drop:
-        _POOL[:] = [b for k, b in enumerate(_POOL) if k not in drop]
-    buf = xp.empty(size, dtype)
-    _POOL.append(buf)
-    return buf.reshape(shape)
+    with _LOCK:
+        for k in range(len(_POOL)):
+            if _POOL[k].size == size and _POOL[k].dtype == dtype and _idle(k):
+                _POOL.append(_POOL.pop(k))
+                return _POOL[-1].reshape(shape)
+        idle = [k for k in range(len(_POOL)) if _idle(k)]
+        spare = sum(_POOL[k].nbytes for k in idle)
+        drop = set()
+        for k in idle:  # oldest first, down to the cap
+            if spare <= POOL_MAX_IDLE_BYTES:
+                break
+            spare -= _POOL[k].nbytes
+            drop.add(k)
+        if drop:
+            _POOL[:] = [b for k, b in enumerate(_POOL) if k not in drop]
+        buf = xp.empty(size, dtype)
+        _POOL.append(buf)
+        return buf.reshape(shape)
+
+
+def clear_workspace():
+    """Forget every pooled buffer (those still in use live on with their owners)."""
+    with _LOCK:
+        _POOL.clear()
 
 
 def zeros(shape, dtype):

@@ -216,3 +216,16 @@ def test_against_torch(name):
     close(dx, xt.grad.numpy().transpose(0, 2, 3, 1), "dx")
     close(dW, Wt.grad.numpy().transpose(2, 3, 1, 0), "dW")
     close(db, bt.grad.numpy(), "db")
+
+
+def test_workspace_pool_drops_idle_buffers_over_the_cap(monkeypatch):
+    im2col.clear_workspace()
+    monkeypatch.setattr(im2col, "POOL_MAX_IDLE_BYTES", 0)
+    a = im2col.empty((1 << 18,), np.float32)
+    keep = im2col.empty((1 << 19,), np.float32)
+    assert len(im2col._POOL) == 2
+    del a                                        # idle, over a zero cap: dropped at the next allocation
+    b = im2col.empty((3 << 18,), np.float32)
+    assert len(im2col._POOL) == 2 and not np.shares_memory(b, keep)
+    im2col.clear_workspace()
+    assert im2col._POOL == []
