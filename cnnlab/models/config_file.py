@@ -103,11 +103,35 @@ def _layer_entry(path, i, entry):
     return out
 
 
+def _unknown_argument(entry):
+    """The first argument the layer class does not take, with a suggestion, or None."""
+    import inspect
+    from ..layers import LAYERS, Layer
+    cls = LAYERS.get(entry["class_name"])
+    if cls is None:
+        return None
+    allowed = set()
+    for klass in cls.__mro__:
+        if klass is object or "__init__" not in vars(klass):
+            continue
+        allowed |= {p for p in inspect.signature(klass.__init__).parameters if p not in ("self", "kwargs")}
+        if klass is Layer:
+            break
+    for key in entry["config"]:
+        if key not in allowed:
+            return (f"{entry['class_name']}: unknown argument {key!r}{closest(key, allowed)}. "
+                    f"Allowed: {', '.join(sorted(allowed))}")
+    return None
+
+
 def _build_layer(path, i, entry):
     from ..layers import deserialize
     try:
         return deserialize(entry)
     except TypeError as e:
+        unknown = _unknown_argument(entry)  # a misspelt argument also leaves a required one missing
+        if unknown and "unknown argument" not in str(e):
+            e = unknown
         raise TypeError(f"{path}: layers[{i}] ({entry['class_name']}): {e}") from None
     except ValueError as e:
         raise ValueError(f"{path}: layers[{i}] ({entry['class_name']}): {e}") from None

@@ -51,3 +51,15 @@ def data():
 def _fresh_names():
     clear_session()
     yield
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _one_blas_thread():
+    """The test machine is shared: BLAS threads fighting over 2 cores make training several times slower."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        yield
+        return
+    with threadpool_limits(limits=1):
+        yield
