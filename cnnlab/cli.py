@@ -131,6 +131,8 @@ def cmd_train(args):
     from .io import atomic_write_json
     from .training import fit
 
+    from .random import set_random_seed
+    set_random_seed(args.seed if args.seed is not None else 0)  # initial weights and dropout draw from here
     if args.config:
         from .models.config_file import load_config_file
         model, over = load_config_file(args.config)
@@ -163,8 +165,6 @@ def cmd_train(args):
     if model.built:
         _check_fits(model, ds)
     opt = _optimizer_config(base_opt, args.optimizer, args.lr if args.lr is not None else over.get("lr"))
-    from .random import set_random_seed
-    set_random_seed(seed)  # initial weights and dropout draw from here
     model.compile(optimizer=opt, loss=loss, metrics=metrics)
     model._prepare_inputs(ds.x_train[:1].astype(np.float32))  # builds a config file's lazy stack
     _check_fits(model, ds)

@@ -353,3 +353,15 @@ def test_installed_entry_point(tmp_path):
     assert r.returncode == 0 and "Total params" in r.stdout
     r = subprocess.run([exe, "train", "--model", "nope"], capture_output=True, text=True, timeout=60)
     assert r.returncode == 2 and r.stderr.startswith("cnnlab: error:") and "Traceback" not in r.stderr
+
+
+def test_same_seed_same_weights(tmp_path):
+    from cnnlab.models import load_model
+    weights = []
+    for i, seed in enumerate(("5", "5", "6")):
+        d = str(tmp_path / f"run{i}")
+        status, _, err = run(["train", "--epochs", "1", "--seed", seed, "--out", d, "--verbose", "0"])
+        assert status == 0, err
+        weights.append(load_model(d).get_weights())
+    assert all(np.array_equal(a, b) for a, b in zip(weights[0], weights[1]))
+    assert not all(np.array_equal(a, b) for a, b in zip(weights[0], weights[2]))
