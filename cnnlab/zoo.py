@@ -397,7 +397,8 @@ _RECIPES = [
            "augmentation (faithful: ReLU output, first dropout dead)",
            _seed001_bn, optimizer=_opt("Adam", learning_rate=0.001, epsilon=1e-8), batch_size=128, epochs=30,
            augment="shift:1,flip:horizontal",
-           claim="99.5% on MNIST (random 10k hold-out of 70k, epoch 30)", notes=SEED001_BN_NOTES + "\n" + SEED001_COMMON),
+           claim="99.5% on MNIST (random 10k hold-out of 70k, epoch 30)",
+           notes=SEED001_BN_NOTES + "\n" + SEED001_COMMON),
     Recipe("seed001_bn_fixed", "Seed 001 batch-norm variant corrected: softmax output, dropout after both "
            "batch norms",
            _seed001_bn_fixed, optimizer=_opt("Adam", learning_rate=0.001, epsilon=1e-8), batch_size=128,
