@@ -181,7 +181,7 @@ def preserved_training_state(model):
                 l.grads[k][...] = v
 
 
-def activations(model, images, layers, batch_size=64):
+def layer_outputs(model, images, layers, batch_size=64):
     """``{layer name: output array}`` of the given layers for ``images`` (inference mode)."""
     require_graph(model)
     layers = [get_layer(model, l) for l in layers]

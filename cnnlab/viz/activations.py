@@ -45,5 +45,6 @@ def plot_activations(x=None, cols=4):
         ax.legend(fontsize=7, loc="upper left")
         ax.grid(alpha=0.3)
     fig.suptitle("activation functions (solid) and derivatives (dashed)", fontsize=11)
-    fig.tight_layout()
+    fig.subplots_adjust(left=0.05, right=0.98, bottom=0.08, top=0.86 if rows == 1 else 0.9, wspace=0.25,
+                        hspace=0.45)
     return fig

@@ -113,7 +113,8 @@ def run_visualize(args):
             print(f"cnnlab visualize {kind}: {e}", file=sys.stderr)
             status = 2
             continue
-        suffix = f"_{args.layer}" if args.layer and kind in ("filters", "feature-maps", "gradcam", "top-patches") else ""
+        layered = kind in ("filters", "feature-maps", "gradcam", "top-patches")
+        suffix = f"_{args.layer}" if args.layer and layered else ""
         print(save(fig, os.path.join(out, f"{kind}{suffix}.png")))
     return status
 

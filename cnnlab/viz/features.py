@@ -3,7 +3,7 @@ import math
 
 import numpy as np
 
-from ._common import activations, add_grid, as_batch, conv_layers, get_layer, new_figure, show_image
+from ._common import add_grid, as_batch, conv_layers, get_layer, layer_outputs, new_figure, show_image
 
 
 def plot_feature_maps(model, image, layer=None, max_channels=32, cols=8, show_input=True):
@@ -16,7 +16,7 @@ def plot_feature_maps(model, image, layer=None, max_channels=32, cols=8, show_in
     layers = conv_layers(model) if layer is None else [get_layer(model, layer)]
     if not layers:
         raise ValueError(f"model {model.name!r} has no Conv2D layer")
-    maps = activations(model, x, layers)
+    maps = layer_outputs(model, x, layers)
     blocks = []
     for l in layers:
         a = maps[l.name][0]

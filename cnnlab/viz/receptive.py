@@ -4,8 +4,8 @@ import numpy as np
 from ..layers import Conv2D, ZeroPadding2D
 from ..layers.pooling import _Pooling2D
 from ..ops.shape import effective_kernel, window_output_shape
-from ._common import activations, add_grid, as_batch, display_range, get_layer, new_figure, require_graph, \
-    show_image, tensor_of
+from ._common import (add_grid, as_batch, display_range, get_layer, layer_outputs, new_figure, require_graph,
+                      show_image, tensor_of)
 
 
 def _window(layer):
@@ -94,7 +94,7 @@ def top_patches(model, images, layer, channels=None, k=8, batch_size=64, display
     best_val = np.empty((len(x), len(channels)))
     best_pos = np.empty((len(x), len(channels)), dtype=np.int64)
     for i in range(0, len(x), batch_size):
-        a = activations(model, x[i:i + batch_size], [layer])[layer.name][..., channels]  # (b, h, w, c)
+        a = layer_outputs(model, x[i:i + batch_size], [layer])[layer.name][..., channels]  # (b, h, w, c)
         flat = a.reshape(len(a), -1, len(channels))
         best_pos[i:i + len(a)] = flat.argmax(axis=1)
         best_val[i:i + len(a)] = flat.max(axis=1)

@@ -94,7 +94,7 @@ def build_report(run_dir, out=None, n_images=3, max_patch_images=500, max_layers
         body = _img(plot_filters(model), "first layer filters")
         if len(convs) > 1:
             body += f"<h3>{html.escape(convs[-1].name)}</h3>" + _img(
-                plot_filters(model, convs[-1], max_filters=16, max_channels=16), "last conv filters")
+                plot_filters(model, convs[-1], max_filters=8, max_channels=8), "last conv filters")
         parts.append(_section("Filters", body, "What the kernels look like; first layer on its own scale per filter."))
 
     if ds is not None and convs:

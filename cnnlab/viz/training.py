@@ -55,5 +55,5 @@ def plot_curves(log):
         ax.set_title("learning rate")
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)
-    fig.tight_layout()
+    fig.subplots_adjust(left=0.08, right=0.97, bottom=0.15, top=0.9, wspace=0.25)
     return fig
