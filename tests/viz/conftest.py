@@ -39,5 +39,5 @@ def digits_run(tmp_path_factory):
     model.fit(ds.x_train / 255.0, ds.y_train, epochs=6, batch_size=32, verbose=0,
               validation_data=(ds.x_test / 255.0, ds.y_test), run_dir=str(run_dir))
     write_run_config(str(run_dir), {"data": "digits", "class_names": ds.class_names,
-                                    "preprocessing": {"normalize": "scale"}})
+                                    "preprocessing": {"mode": "scale", "scale": 1 / 255}})
     return run_dir, model, ds

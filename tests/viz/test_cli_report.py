@@ -46,6 +46,15 @@ def test_visualize_all_kinds(digits_run, tmp_path, capsys):
     assert capsys.readouterr().out.count(".png") == len(KINDS)
 
 
+def test_main_cli_dispatches_to_viz(digits_run, tmp_path):
+    cli = pytest.importorskip("cnnlab.cli")
+    run_dir, _, _ = digits_run
+    out = tmp_path / "png"
+    assert cli.main(["visualize", str(run_dir), "--what", "curves", "--out", str(out)]) == 0
+    assert_not_blank(out / "curves.png")
+    assert cli.main(["visualize", str(run_dir), "--what", "kernels", "--image", "100000", "--out", str(out)]) == 2
+
+
 def test_visualize_layer_and_image_file(digits_run, tmp_path):
     from PIL import Image
     run_dir, _, ds = digits_run
