@@ -35,20 +35,37 @@ def forward(x, W, b=None, strides=(1, 1), padding="valid", dilation=(1, 1), wher
 
     xp_ = pad2d(x, pads)                                                   # (N, Hp, Wp, C)
     M, K = N * out_h * out_w, kh * kw * C
-    if kh == kw == 1:
-        cols = offset_view(xp_, 0, 0, out_h, out_w, strides)               # (N, out_h, out_w, C), no im2col
-        cols2d = cols.reshape(M, K)                                        # (M, K); copies only a strided view
-    elif C == 1:
-        cols2d = im2col_kmajor(xp_, kh, kw, out_h, out_w, strides, dilation).reshape(K, M).T  # (M, K) view
+    dtype = xp.result_type(x, W)
+    W2d = W.reshape(K, F)                                                  # (K, F)
+    if kh == kw == 1 and b is None:
+        cols2d = offset_view(xp_, 0, 0, out_h, out_w, strides).reshape(M, K)  # (M, K): no im2col
     else:
-        cols2d = im2col(xp_, kh, kw, out_h, out_w, strides, dilation).reshape(M, K)  # (M, K)
-    W2d = W.reshape(kh * kw * C, F)                                        # (K, F)
-    y = xp.matmul(cols2d, W2d, out=empty((cols2d.shape[0], F), xp.result_type(x, W)))  # (M, F)
-    if b is not None:
-        _add_bias(y, b)
+        # the bias rides in the GEMM as a column of ones in the patches and a row b under W:
+        # cheaper than a pass over y, and backward's dW GEMM then yields db as its last row
+        Kb = K + (b is not None)
+        if C == 1:
+            colsT = empty((Kb, M), xp_.dtype)                              # (Kb, M)
+            im2col_kmajor(xp_, kh, kw, out_h, out_w, strides, dilation,
+                          out=_view(colsT[:K], (kh, kw, C, N, out_h, out_w)))
+            cols2d = colsT.T                                               # (M, Kb), a transposed view
+        else:
+            cols2d = empty((M, Kb), xp_.dtype)                             # (M, Kb)
+            im2col(xp_, kh, kw, out_h, out_w, strides, dilation, out=_view(cols2d[:, :K], (N, out_h, out_w, kh, kw, C)))
+        if b is not None:
+            cols2d[:, K] = 1
+            W2d = xp.concatenate([W2d, b.reshape(1, F).astype(W2d.dtype, copy=False)])  # (K + 1, F)
+    y = xp.matmul(cols2d, W2d, out=empty((M, F), dtype))                  # (M, F)
     cache = Conv2DCache(cols2d=cols2d, W2d=W2d, has_b=b is not None, x_shape=x.shape, padded_shape=xp_.shape,
                         pads=pads, kernel=(kh, kw), out=(out_h, out_w), strides=strides, dilation=dilation)
     return y.reshape(N, out_h, out_w, F), cache                            # (N, out_h, out_w, F)
+
+
+def _view(a, shape):
+    """``a.reshape(shape)`` that must not copy (im2col writes through it)."""
+    v = a.reshape(shape)
+    if not xp.may_share_memory(v, a):  # a copy would live elsewhere
+        raise AssertionError("reshape copied")  # cannot happen for the slices used here
+    return v
 
 
 def backward(dy, cache, need_dx=True):
@@ -56,33 +73,23 @@ def backward(dy, cache, need_dx=True):
     c = cache
     kh, kw = c.kernel
     out_h, out_w = c.out
-    K, F = c.W2d.shape
     N, in_h, in_w, C = c.x_shape
+    K, F = kh * kw * C, c.W2d.shape[1]
     dy2d = dy.reshape(-1, F)                                               # (M, F)
-    dW = (c.cols2d.T @ dy2d).reshape(kh, kw, C, F)                         # (kh, kw, C, F)
-    db = _sum_rows(dy2d) if c.has_b else None                              # (F,)
+    dWb = c.cols2d.T @ dy2d                                                # (K or K + 1, F)
+    dW = dWb[:K].reshape(kh, kw, C, F)                                     # (kh, kw, C, F)
+    db = dWb[K].copy() if c.has_b else None                                # (F,): the ones column's row
     if not need_dx:
         return None, dW, db
+    W2d = c.W2d[:K]                                                        # (K, F) without the bias row
     if kh == kw == 1 and c.padded_shape == c.x_shape and c.strides == (1, 1):
-        dx = xp.matmul(dy2d, c.W2d.T, out=empty((dy2d.shape[0], C), dy2d.dtype))  # (M, C)
+        dx = xp.matmul(dy2d, W2d.T, out=empty((dy2d.shape[0], C), dy2d.dtype))  # (M, C)
         return dx.reshape(c.x_shape), dW, db                               # (N, H, W, C)
-    dxp = _dx_per_offset(dy2d, c)                                          # (N, Hp, Wp, C)
+    dxp = _dx_per_offset(dy2d, W2d, c)                                     # (N, Hp, Wp, C)
     return crop2d(dxp, c.pads, in_h, in_w), dW, db                         # (N, H, W, C)
 
 
-def _add_bias(y2d, b):
-    """``y2d += b``, viewed as rows of R*F so numpy's inner loop is not just F long."""
-    M, F = y2d.shape
-    R = next(r for r in (32, 16, 8, 4, 2, 1) if M % r == 0)
-    y2d.reshape(M // R, R * F)[...] += xp.tile(b.astype(y2d.dtype, copy=False), R)
-
-
-def _sum_rows(dy2d):
-    """Column sums as a GEMV: several times faster than ``sum(axis=0)`` on tall (M, F)."""
-    return xp.ones(dy2d.shape[0], dtype=dy2d.dtype) @ dy2d                 # (F,)
-
-
-def _dx_per_offset(dy2d, c):
+def _dx_per_offset(dy2d, W2d, c):
     """col2im without the columns: one (M, F) @ (F, C) GEMM per tap into a contiguous
     buffer, added onto dx.
 
@@ -93,7 +100,7 @@ def _dx_per_offset(dy2d, c):
     kh, kw = c.kernel
     out_h, out_w = c.out
     N, C = c.x_shape[0], c.x_shape[3]
-    W4 = c.W2d.reshape(kh, kw, C, -1)                                      # (kh, kw, C, F)
+    W4 = W2d.reshape(kh, kw, C, -1)                                        # (kh, kw, C, F)
     dxp = zeros(c.padded_shape, dy2d.dtype)                                # (N, Hp, Wp, C)
     g = empty((dy2d.shape[0], C), dy2d.dtype)                              # (M, C)
     for i in range(kh):

@@ -97,7 +97,16 @@ def offset_view(xp_, i, j, out_h, out_w, strides, dilation=(1, 1)):
     return xp_[:, r0:r0 + (out_h - 1) * sh + 1:sh, c0:c0 + (out_w - 1) * sw + 1:sw]
 
 
-def im2col(xp_, kh, kw, out_h, out_w, strides, dilation=(1, 1)):
+def _into(out, shape, dtype):
+    """A fresh pooled array, or ``out`` checked to be a writable view of that shape."""
+    if out is None:
+        return empty(shape, dtype)
+    if out.shape != shape:
+        raise ValueError(f"im2col: out has shape {out.shape}, expected {shape}")
+    return out
+
+
+def im2col(xp_, kh, kw, out_h, out_w, strides, dilation=(1, 1), out=None):
     """Patches of the padded input: (N, out_h, out_w, kh, kw, C), rows ready for one GEMM."""
     N, C = xp_.shape[0], xp_.shape[3]
     sh, sw = strides
@@ -106,12 +115,12 @@ def im2col(xp_, kh, kw, out_h, out_w, strides, dilation=(1, 1)):
     # one copy of a 6-D strided view: with unit width stride/dilation the (kw, C)
     # run is contiguous in both arrays, so the copy moves kw*C floats per step
     windows = as_strided(xp_, (N, out_h, out_w, kh, kw, C), (s0, s1 * sh, s2 * sw, s1 * dh, s2 * dw, s3))
-    cols = empty(windows.shape, xp_.dtype)       # (N, out_h, out_w, kh, kw, C)
+    cols = _into(out, windows.shape, xp_.dtype)  # (N, out_h, out_w, kh, kw, C)
     xp.copyto(cols, windows)
     return cols
 
 
-def im2col_kmajor(xp_, kh, kw, out_h, out_w, strides, dilation=(1, 1)):
+def im2col_kmajor(xp_, kh, kw, out_h, out_w, strides, dilation=(1, 1), out=None):
     """Patches as (kh, kw, C, N, out_h, out_w): the transposed layout, for few channels.
 
     With C == 1 the row-major layout copies kw floats per step; here each tap
@@ -122,6 +131,6 @@ def im2col_kmajor(xp_, kh, kw, out_h, out_w, strides, dilation=(1, 1)):
     dh, dw = dilation
     s0, s1, s2, s3 = xp_.strides
     windows = as_strided(xp_, (kh, kw, C, N, out_h, out_w), (s1 * dh, s2 * dw, s3, s0, s1 * sh, s2 * sw))
-    colsT = empty(windows.shape, xp_.dtype)      # (kh, kw, C, N, out_h, out_w)
+    colsT = _into(out, windows.shape, xp_.dtype)  # (kh, kw, C, N, out_h, out_w)
     xp.copyto(colsT, windows)
     return colsT
