@@ -76,7 +76,9 @@ def backward(dy, cache, need_dx=True):
     N, in_h, in_w, C = c.x_shape
     K, F = kh * kw * C, c.W2d.shape[1]
     dy2d = dy.reshape(-1, F)                                               # (M, F)
-    dWb = c.cols2d.T @ dy2d                                                # (K or K + 1, F)
+    cols2d = c.cols2d
+    # measured: with row-major columns, (dy^T cols)^T beats cols^T dy in OpenBLAS; K-major the reverse
+    dWb = cols2d.T @ dy2d if cols2d.strides[0] < cols2d.strides[1] else (dy2d.T @ cols2d).T  # (K or K + 1, F)
     dW = dWb[:K].reshape(kh, kw, C, F)                                     # (kh, kw, C, F)
     db = dWb[K].copy() if c.has_b else None                                # (F,): the ones column's row
     if not need_dx:
