@@ -40,6 +40,7 @@ CASES = {
     "dilation_2": ((2, 6, 6, 2), (2, 3, 2, 3), dict(dilation=2)),
     "1x1": ((2, 5, 6, 2), (1, 1, 2, 3), dict()),
     "1x1_stride2_same": ((2, 5, 6, 2), (1, 1, 2, 3), dict(strides=2, padding="same")),
+    "single_channel": ((2, 5, 6, 1), (3, 2, 1, 3), dict(padding="same", strides=(1, 2))),  # K-major columns
 }
 
 
@@ -78,15 +79,24 @@ def test_gradients(name):
     assert dx.dtype == dW.dtype == db.dtype == np.float64  # float64 in, float64 out
 
 
-def test_gradients_without_bias():
-    inputs = dict(x=rand((2, 5, 6, 2), 1), W=rand((2, 3, 2, 3), 2))
+@pytest.mark.parametrize("x_shape, W_shape, kw", [
+    ((2, 5, 6, 2), (2, 3, 2, 3), dict(padding="same", strides=(2, 1))),
+    ((2, 5, 6, 1), (3, 3, 1, 3), dict(padding="same")),
+    ((2, 5, 6, 2), (1, 1, 2, 3), dict()),                      # x itself is the column matrix
+    ((2, 5, 6, 2), (1, 1, 2, 3), dict(strides=2, padding=1)),
+])
+def test_gradients_without_bias(x_shape, W_shape, kw):
+    inputs = dict(x=rand(x_shape, 1), W=rand(W_shape, 2))
 
     def backward(dy, cache):
         dx, dW, db = conv2d.backward(dy, cache)
         assert db is None
         return dx, dW
 
-    check_backward(conv2d.forward, backward, inputs, ("x", "W"), padding="same", strides=(2, 1))
+    check_backward(conv2d.forward, backward, inputs, ("x", "W"), **kw)
+    y, _ = conv2d.forward(inputs["x"], inputs["W"], **kw)
+    strides, pads, dilation = pads_of(x_shape, W_shape, kw)
+    assert_close(y, naive_conv(inputs["x"], inputs["W"], None, strides, pads, dilation), atol=1e-5)
 
 
 def test_need_dx_false_skips_dx_and_keeps_dW_db():
