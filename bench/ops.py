@@ -1,6 +1,6 @@
 """Time cnnlab's conv2d / pool2d against torch.nn.functional on the tutorial models' shapes.
 
-    python bench/ops.py [--batch 128] [--reps 7] [--models a,b,c]
+    python bench/ops.py [--batch 128] [--reps 7] [--models a,b,c] [--stat median|min]
 
 Both run in this process on the same data, alternating rep by rep; torch uses
 NCHW and 2 threads. Prints the median ms and the ratio cnnlab / torch for the
