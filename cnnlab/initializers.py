@@ -12,7 +12,8 @@ import numpy as np
 
 from . import random as cl_random
 from .backend import floatx
-from .utils import unknown_name_error
+from .utils import Serializable, serialize, unknown_name_error  # noqa: F401  (serialize is public here)
+from .utils import deserialize as _deserialize
 
 # std of a unit normal truncated to [-2, 2]; dividing by it keeps the variance Keras promises.
 TRUNCATED_STD = 0.87962566103423978
@@ -43,20 +44,9 @@ def _draw_dtype(dtype):
     return dtype if dtype in (np.float32, np.float64) else np.dtype(np.float64)
 
 
-class Initializer:
+class Initializer(Serializable):
     def __call__(self, shape, dtype=None):
         raise NotImplementedError
-
-    def get_config(self):
-        return {}
-
-    @classmethod
-    def from_config(cls, config):
-        return cls(**config)
-
-    def __repr__(self):
-        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
-        return f"{type(self).__name__}({args})"
 
 
 class Constant(Initializer):
@@ -267,15 +257,8 @@ ALIASES = {
 _LOOKUP = {**ALL, **ALIASES}
 
 
-def serialize(initializer):
-    return {"class_name": type(initializer).__name__, "config": initializer.get_config()}
-
-
 def deserialize(config):
-    name = config.get("class_name")
-    if name not in _LOOKUP:
-        raise unknown_name_error("initializer", name, ALIASES)
-    return _LOOKUP[name].from_config(dict(config.get("config") or {}))
+    return _deserialize(config, _LOOKUP, "initializer", ALIASES)
 
 
 def get(identifier):

@@ -7,7 +7,9 @@ import math
 
 import numpy as np
 
-from .utils import unknown_name_error
+from .utils import Serializable, unknown_name_error
+from .utils import deserialize as _deserialize
+from .utils import serialize as _serialize
 
 
 def _factor(value, name):
@@ -17,23 +19,12 @@ def _factor(value, name):
     return value
 
 
-class Regularizer:
+class Regularizer(Serializable):
     def __call__(self, W):
         raise NotImplementedError
 
     def gradient(self, W):
         raise NotImplementedError
-
-    def get_config(self):
-        return {}
-
-    @classmethod
-    def from_config(cls, config):
-        return cls(**config)
-
-    def __repr__(self):
-        args = ", ".join(f"{k}={v}" for k, v in self.get_config().items())
-        return f"{type(self).__name__}({args})"
 
 
 class L1(Regularizer):
@@ -102,16 +93,11 @@ def get(identifier):
     if isinstance(identifier, dict):
         if "class_name" not in identifier:
             raise ValueError(f"A regularizer dict needs a 'class_name' key. Received: {identifier!r}")
-        name = identifier["class_name"]
-        if name not in CLASSES:
-            raise unknown_name_error("regularizer class", name, CLASSES)
-        return CLASSES[name].from_config(identifier.get("config", {}))
+        return _deserialize(identifier, CLASSES, "regularizer class")
     raise ValueError(f"Could not interpret regularizer identifier: {identifier!r} "
                      f"(expected None, a string, a dict or a Regularizer)")
 
 
 def serialize(reg):
     """``{"class_name": "L2", "config": {"l2": 0.01}}``; None for None."""
-    if reg is None:
-        return None
-    return {"class_name": type(reg).__name__, "config": reg.get_config()}
+    return None if reg is None else _serialize(reg)

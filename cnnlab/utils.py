@@ -19,3 +19,31 @@ def closest(name, choices):
 
 def unknown_name_error(kind, name, choices):
     return ValueError(f"Unknown {kind}: {name!r}{closest(name, choices)}. Known: {', '.join(sorted(choices))}")
+
+
+class Serializable:
+    """``get_config``/``from_config``/``repr`` for objects that round-trip through a config dict."""
+
+    def get_config(self):
+        return {}
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+    def __repr__(self):
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
+        return f"{type(self).__name__}({args})"
+
+
+def serialize(obj):
+    """``{"class_name": ..., "config": {...}}``, Keras's form for initializers, layers, schedules..."""
+    return {"class_name": type(obj).__name__, "config": obj.get_config()}
+
+
+def deserialize(config, registry, kind, suggestions=None):
+    """The object a ``serialize`` dict describes; an unknown class name gets the closest suggested."""
+    name = config.get("class_name")
+    if name not in registry:
+        raise unknown_name_error(kind, name, suggestions if suggestions is not None else registry)
+    return registry[name].from_config(dict(config.get("config") or {}))

@@ -1,4 +1,6 @@
 """Layers with Keras's names, arguments and defaults."""
+from ..utils import deserialize as _deserialize
+from ..utils import serialize
 from .base import Layer, SymbolicTensor, clear_session
 from .conv import Conv2D, ZeroPadding2D
 from .core import (ELU, Activation, Dense, Dropout, Flatten, Input, InputLayer, LeakyReLU, ReLU, Reshape,
@@ -15,17 +17,9 @@ LAYERS = {cls.__name__: cls for cls in (
 LAYERS.update(MaxPool2D=MaxPooling2D, AvgPool2D=AveragePooling2D)
 
 
-def serialize(layer):
-    return {"class_name": type(layer).__name__, "config": layer.get_config()}
-
-
 def deserialize(config):
     """A layer from ``{"class_name": ..., "config": {...}}``; unknown names get a suggestion."""
-    from ..utils import unknown_name_error
-    name = config.get("class_name")
-    if name not in LAYERS:
-        raise unknown_name_error("layer", name, LAYERS)
-    return LAYERS[name].from_config(config.get("config", {}))
+    return _deserialize(config, LAYERS, "layer")
 
 
 __all__ = ["Layer", "SymbolicTensor", "clear_session", "serialize", "deserialize", "LAYERS"] + list(LAYERS) + ["Input"]

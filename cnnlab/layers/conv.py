@@ -1,11 +1,10 @@
 """Conv2D and ZeroPadding2D."""
 import numpy as np
 
-from .. import initializers, regularizers
 from ..ops import conv2d as conv_ops
 from ..ops.shape import normalize_tuple, window_output_shape
 from .base import Layer
-from .core import ActivationMixin
+from .core import ActivationMixin, KernelBiasMixin
 
 
 def _normalize_padding(padding, name):
@@ -18,7 +17,7 @@ def _normalize_padding(padding, name):
     return tuple(tuple(p) if isinstance(p, (list, tuple)) else int(p) for p in padding)
 
 
-class Conv2D(ActivationMixin, Layer):
+class Conv2D(KernelBiasMixin, ActivationMixin, Layer):
     def __init__(self, filters, kernel_size, strides=1, padding="valid", dilation_rate=1, activation=None,
                  use_bias=True, kernel_initializer="glorot_uniform", bias_initializer="zeros",
                  kernel_regularizer=None, bias_regularizer=None, **kwargs):
@@ -31,13 +30,8 @@ class Conv2D(ActivationMixin, Layer):
         self.dilation_rate = normalize_tuple(dilation_rate, 2, "dilation_rate")
         self.padding = _normalize_padding(padding, f"Conv2D {self.name!r}")
         self._init_activation(activation)
-        self.use_bias = use_bias
-        self.kernel_initializer = initializers.get(kernel_initializer)
-        self.bias_initializer = initializers.get(bias_initializer)
-        self.kernel_regularizer = regularizers.get(kernel_regularizer)
-        self.bias_regularizer = regularizers.get(bias_regularizer)
+        self._init_kernel_bias(use_bias, kernel_initializer, bias_initializer, kernel_regularizer, bias_regularizer)
         self.input_spec = {"ndim": 4}
-        self.need_dx = True
 
     def build(self, input_shape):
         c_in = input_shape[-1]
@@ -45,11 +39,7 @@ class Conv2D(ActivationMixin, Layer):
             raise ValueError(f"Conv2D {self.name!r}: the channel axis of the input must be known. "
                              f"Received input shape {input_shape}")
         self.compute_output_shape(input_shape)  # fail early when the kernel does not fit
-        kh, kw = self.kernel_size
-        self.add_weight("kernel", (kh, kw, c_in, self.filters), self.kernel_initializer,
-                        regularizer=self.kernel_regularizer)
-        if self.use_bias:
-            self.add_weight("bias", (self.filters,), self.bias_initializer, regularizer=self.bias_regularizer)
+        self._build_kernel_bias(self.kernel_size + (c_in, self.filters))
         self.input_spec = {"ndim": 4, "axes": {-1: c_in}}
 
     def compute_output_shape(self, input_shape):
@@ -65,9 +55,7 @@ class Conv2D(ActivationMixin, Layer):
 
     def backward_from_logits(self, dz):
         dx, dW, db = conv_ops.backward(dz, self._cache, need_dx=self.need_dx)
-        self.grads["kernel"] += dW
-        if db is not None:
-            self.grads["bias"] += db
+        self._accumulate_grads(dW, db)
         return dx
 
     def get_config(self):
@@ -75,11 +63,7 @@ class Conv2D(ActivationMixin, Layer):
                                                                              for p in self.padding]
         return {**super().get_config(), "filters": self.filters, "kernel_size": list(self.kernel_size),
                 "strides": list(self.strides), "padding": padding, "dilation_rate": list(self.dilation_rate),
-                "activation": self.activation, "use_bias": self.use_bias,
-                "kernel_initializer": initializers.serialize(self.kernel_initializer),
-                "bias_initializer": initializers.serialize(self.bias_initializer),
-                "kernel_regularizer": regularizers.serialize(self.kernel_regularizer),
-                "bias_regularizer": regularizers.serialize(self.bias_regularizer)}
+                **self._kernel_bias_config()}
 
 
 class ZeroPadding2D(Layer):

@@ -68,7 +68,37 @@ class ActivationMixin:
         return self.backward_from_logits(self._deactivate(dy))
 
 
-class Dense(ActivationMixin, Layer):
+class KernelBiasMixin:
+    """The kernel and optional bias that Conv2D and Dense share: weights, initializers, regularizers."""
+
+    def _init_kernel_bias(self, use_bias, kernel_initializer, bias_initializer, kernel_regularizer,
+                          bias_regularizer):
+        self.use_bias = use_bias
+        self.kernel_initializer = initializers.get(kernel_initializer)
+        self.bias_initializer = initializers.get(bias_initializer)
+        self.kernel_regularizer = regularizers.get(kernel_regularizer)
+        self.bias_regularizer = regularizers.get(bias_regularizer)
+        self.need_dx = True
+
+    def _build_kernel_bias(self, kernel_shape):
+        self.add_weight("kernel", kernel_shape, self.kernel_initializer, regularizer=self.kernel_regularizer)
+        if self.use_bias:
+            self.add_weight("bias", (kernel_shape[-1],), self.bias_initializer, regularizer=self.bias_regularizer)
+
+    def _accumulate_grads(self, dW, db):
+        self.grads["kernel"] += dW
+        if db is not None:
+            self.grads["bias"] += db
+
+    def _kernel_bias_config(self):
+        return {"activation": self.activation, "use_bias": self.use_bias,
+                "kernel_initializer": initializers.serialize(self.kernel_initializer),
+                "bias_initializer": initializers.serialize(self.bias_initializer),
+                "kernel_regularizer": regularizers.serialize(self.kernel_regularizer),
+                "bias_regularizer": regularizers.serialize(self.bias_regularizer)}
+
+
+class Dense(KernelBiasMixin, ActivationMixin, Layer):
     def __init__(self, units, activation=None, use_bias=True, kernel_initializer="glorot_uniform",
                  bias_initializer="zeros", kernel_regularizer=None, bias_regularizer=None, **kwargs):
         super().__init__(**kwargs)
@@ -76,19 +106,12 @@ class Dense(ActivationMixin, Layer):
             raise ValueError(f"Dense {self.name!r}: `units` must be a positive int. Received: units={units!r}")
         self.units = int(units)
         self._init_activation(activation)
-        self.use_bias = use_bias
-        self.kernel_initializer = initializers.get(kernel_initializer)
-        self.bias_initializer = initializers.get(bias_initializer)
-        self.kernel_regularizer = regularizers.get(kernel_regularizer)
-        self.bias_regularizer = regularizers.get(bias_regularizer)
+        self._init_kernel_bias(use_bias, kernel_initializer, bias_initializer, kernel_regularizer, bias_regularizer)
         self.input_spec = {"min_ndim": 2}
-        self.need_dx = True
 
     def build(self, input_shape):
         n_in = input_shape[-1]
-        self.add_weight("kernel", (n_in, self.units), self.kernel_initializer, regularizer=self.kernel_regularizer)
-        if self.use_bias:
-            self.add_weight("bias", (self.units,), self.bias_initializer, regularizer=self.bias_regularizer)
+        self._build_kernel_bias((n_in, self.units))
         self.input_spec = {"min_ndim": 2, "axes": {-1: n_in}}
 
     def compute_output_shape(self, input_shape):
@@ -102,18 +125,11 @@ class Dense(ActivationMixin, Layer):
 
     def backward_from_logits(self, dz):
         dx, dW, db = dense_ops.backward(dz.reshape(-1, self.units), self._cache, need_dx=self.need_dx)
-        self.grads["kernel"] += dW
-        if db is not None:
-            self.grads["bias"] += db
+        self._accumulate_grads(dW, db)
         return None if dx is None else dx.reshape(self._lead + (dx.shape[-1],))
 
     def get_config(self):
-        return {**super().get_config(), "units": self.units, "activation": self.activation,
-                "use_bias": self.use_bias,
-                "kernel_initializer": initializers.serialize(self.kernel_initializer),
-                "bias_initializer": initializers.serialize(self.bias_initializer),
-                "kernel_regularizer": regularizers.serialize(self.kernel_regularizer),
-                "bias_regularizer": regularizers.serialize(self.bias_regularizer)}
+        return {**super().get_config(), "units": self.units, **self._kernel_bias_config()}
 
 
 class Activation(ActivationMixin, Layer):

@@ -4,23 +4,13 @@
 """
 import math
 
-from ..utils import unknown_name_error
+from ..utils import Serializable, serialize  # noqa: F401  (serialize is public here)
+from ..utils import deserialize as _deserialize
 
 
-class LearningRateSchedule:
+class LearningRateSchedule(Serializable):
     def __call__(self, step):
         raise NotImplementedError
-
-    def get_config(self):
-        raise NotImplementedError
-
-    @classmethod
-    def from_config(cls, config):
-        return cls(**config)
-
-    def __repr__(self):
-        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
-        return f"{type(self).__name__}({args})"
 
 
 class ExponentialDecay(LearningRateSchedule):
@@ -147,15 +137,8 @@ class OneCycle(LearningRateSchedule):
 ALL = {cls.__name__: cls for cls in (ExponentialDecay, PiecewiseConstantDecay, StepDecay, CosineDecay, OneCycle)}
 
 
-def serialize(schedule):
-    return {"class_name": type(schedule).__name__, "config": schedule.get_config()}
-
-
 def deserialize(config):
-    name = config.get("class_name")
-    if name not in ALL:
-        raise unknown_name_error("learning-rate schedule", name, ALL)
-    return ALL[name].from_config(dict(config.get("config") or {}))
+    return _deserialize(config, ALL, "learning-rate schedule")
 
 
 def get(identifier):
