@@ -5,8 +5,9 @@ view covers all output pixels. Max pooling keeps the winning offset as a uint8
 index, the smallest cache that lets backward scatter without touching ``x``.
 """
 from ..backend import xp
-from .im2col import crop2d, empty, offset_view, pad2d, zeros
+from .im2col import crop2d, empty, offset_view, pad2d
 from .shape import normalize_tuple, window_output_shape
+from .threads import parallel_slices
 
 MODES = ("max", "avg", "l2")
 
@@ -42,47 +43,67 @@ def forward(x, pool_size=(2, 2), strides=None, padding="valid", mode="max", wher
     c = Pool2DCache(mode=mode, x_shape=x.shape, padded_shape=xp_.shape, pads=pads, pool=(ph, pw),
                     strides=strides, out=(out_h, out_w), tiles=tiles)
     offsets = [(i, j) for i in range(ph) for j in range(pw)]
-    views = (offset_view(xp_, i, j, out_h, out_w, strides) for i, j in offsets)  # each (N, out_h, out_w, C)
+    y = empty((N, out_h, out_w, C), x.dtype)
+    work = y.size * len(offsets)
+
+    def views(sl):  # each tap's view of the samples in sl: (n, out_h, out_w, C)
+        return (offset_view(xp_[sl], i, j, out_h, out_w, strides) for i, j in offsets)
 
     if mode == "max":
-        y = empty((N, out_h, out_w, C), x.dtype)
-        y[...] = next(views)
         idx = xp.min_scalar_type(ph * pw - 1)                             # uint8 unless the window is huge
-        arg = xp.zeros(y.shape, dtype=idx)                                # (N, out_h, out_w, C)
-        better = xp.empty(y.shape, dtype=bool)
-        kb = xp.empty(y.shape, dtype=idx)
-        for k, v in enumerate(views, start=1):
-            xp.greater(v, y, out=better)                                  # strict: ties keep the first offset
-            xp.maximum(y, v, out=y)
-            # k exceeds every earlier index, so max(arg, better * k) is "k where better" without a
-            # masked copy (copyto(where=) is several times slower)
-            xp.multiply(better, idx.type(k), out=kb)
-            xp.maximum(arg, kb, out=arg)
+        arg = empty(y.shape, idx)                                         # (N, out_h, out_w, C)
+        better = empty(y.shape, bool)
+        kb = empty(y.shape, idx)
+
+        def max_slice(sl):
+            ys, args, bs, kbs = y[sl], arg[sl], better[sl], kb[sl]
+            vs = views(sl)
+            ys[...] = next(vs)
+            args.fill(0)
+            for k, v in enumerate(vs, start=1):
+                xp.greater(v, ys, out=bs)                                 # strict: ties keep the first offset
+                xp.maximum(ys, v, out=ys)
+                # k exceeds every earlier index, so max(arg, better * k) is "k where better" without a
+                # masked copy (copyto(where=) is several times slower)
+                xp.multiply(bs, idx.type(k), out=kbs)
+                xp.maximum(args, kbs, out=args)
+
+        parallel_slices(max_slice, N, work)
         c.arg = arg
         return y, c
 
     if mode == "avg":
-        y = empty((N, out_h, out_w, C), x.dtype)
-        y[...] = next(views)
-        for v in views:
-            y += v
         if any(pads):  # TensorFlow: padding is not part of the mean
             count = (_window_count(in_h, ph, sh, pads[0], out_h)[:, None] *
                      _window_count(in_w, pw, sw, pads[2], out_w)[None, :])
             c.count = count.astype(x.dtype)[None, :, :, None]             # (1, out_h, out_w, 1)
         else:
             c.count = x.dtype.type(ph * pw)
-        y /= c.count
+
+        def avg_slice(sl):
+            ys = y[sl]
+            vs = views(sl)
+            ys[...] = next(vs)
+            for v in vs:
+                ys += v
+            ys /= c.count
+
+        parallel_slices(avg_slice, N, work)
         return y, c
 
     # l2: sqrt of the sum of squares; zero padding adds nothing
-    y = empty((N, out_h, out_w, C), x.dtype)
     sq = empty((N, out_h, out_w, C), x.dtype)
-    xp.square(next(views), out=y)
-    for v in views:
-        xp.square(v, out=sq)
-        y += sq
-    xp.sqrt(y, out=y)
+
+    def l2_slice(sl):
+        ys, sqs = y[sl], sq[sl]
+        vs = views(sl)
+        xp.square(next(vs), out=ys)
+        for v in vs:
+            xp.square(v, out=sqs)
+            ys += sqs
+        xp.sqrt(ys, out=ys)
+
+    parallel_slices(l2_slice, N, work)
     c.xp_, c.y = xp_, y
     return y, c
 
@@ -95,39 +116,51 @@ def backward(dy, cache):
     N, in_h, in_w, C = c.x_shape
     offsets = [(i, j) for i in range(ph) for j in range(pw)]
     dtype = dy.dtype
-    # tiled windows write each input pixel exactly once, so no zero fill and no +=
-    dxp = empty(c.padded_shape, dtype) if c.tiles else zeros(c.padded_shape, dtype)  # (N, Hp, Wp, C)
-
-    def view(k):
-        return offset_view(dxp, *offsets[k], out_h, out_w, c.strides)    # (N, out_h, out_w, C)
-
-    def scatter(k, g):
-        if c.tiles:
-            view(k)[...] = g
-        else:
-            view(k)[...] += g
-
+    dxp = empty(c.padded_shape, dtype)                                    # (N, Hp, Wp, C)
     if c.mode == "max":
-        hit = xp.empty(dy.shape, dtype=bool)
-        g = xp.empty(dy.shape, dtype=dtype)
-        for k in range(len(offsets)):
-            xp.equal(c.arg, k, out=hit)
-            if c.tiles:
-                xp.multiply(dy, hit, out=view(k))
-            else:
-                xp.multiply(dy, hit, out=g)
-                view(k)[...] += g
+        hit = empty(dy.shape, bool)
+        g = empty(dy.shape, dtype)
     elif c.mode == "avg":
-        g = dy / c.count                                                  # (N, out_h, out_w, C)
-        for k in range(len(offsets)):
-            scatter(k, g)
+        g = None
     else:
         # d sqrt(s) = ds / (2 sqrt(s)), ds/dx = 2x; an all-zero window has no gradient
-        scale = xp.divide(dy, c.y, out=xp.zeros_like(dy), where=c.y > 0)  # (N, out_h, out_w, C)
-        g = xp.empty(dy.shape, dtype=dtype)
-        for k, (i, j) in enumerate(offsets):
-            xp.multiply(scale, offset_view(c.xp_, i, j, out_h, out_w, c.strides), out=g)
-            scatter(k, g)
+        scale = empty(dy.shape, dtype)                                    # (N, out_h, out_w, C)
+        g = empty(dy.shape, dtype)
+
+    def slice_backward(sl):
+        dxs, dys = dxp[sl], dy[sl]
+        if not c.tiles:  # tiled windows write each input pixel exactly once: no zero fill and no +=
+            dxs.fill(0)
+
+        def scatter(k, gs):
+            v = offset_view(dxs, *offsets[k], out_h, out_w, c.strides)    # (n, out_h, out_w, C)
+            if c.tiles:
+                v[...] = gs
+            else:
+                v += gs
+
+        if c.mode == "max":
+            hits, gs = hit[sl], g[sl]
+            for k in range(len(offsets)):
+                xp.equal(c.arg[sl], k, out=hits)
+                if c.tiles:
+                    xp.multiply(dys, hits, out=offset_view(dxs, *offsets[k], out_h, out_w, c.strides))
+                else:
+                    xp.multiply(dys, hits, out=gs)
+                    scatter(k, gs)
+        elif c.mode == "avg":
+            gs = dys / c.count                                            # (n, out_h, out_w, C)
+            for k in range(len(offsets)):
+                scatter(k, gs)
+        else:
+            ss, gs, ys = scale[sl], g[sl], c.y[sl]
+            ss.fill(0)
+            xp.divide(dys, ys, out=ss, where=ys > 0)
+            for k, (i, j) in enumerate(offsets):
+                xp.multiply(ss, offset_view(c.xp_[sl], i, j, out_h, out_w, c.strides), out=gs)
+                scatter(k, gs)
+
+    parallel_slices(slice_backward, N, dy.size * len(offsets))
     return crop2d(dxp, c.pads, in_h, in_w)                                # (N, H, W, C)
 
 
