@@ -4,8 +4,9 @@ Forward is im2col + one GEMM; backward reuses the cached columns for dW and
 sums one small GEMM per kernel offset back onto the padded input for dx.
 """
 from ..backend import xp
-from .im2col import crop2d, empty, im2col, im2col_kmajor, offset_view, pad2d, zeros
+from .im2col import crop2d, empty, im2col, im2col_kmajor, offset_view, pad2d
 from .shape import normalize_tuple, window_output_shape
+from .threads import parallel_slices
 
 
 class Conv2DCache:
@@ -103,11 +104,19 @@ def _dx_per_offset(dy2d, W2d, c):
     out_h, out_w = c.out
     N, C = c.x_shape[0], c.x_shape[3]
     W4 = W2d.reshape(kh, kw, C, -1)                                        # (kh, kw, C, F)
-    dxp = zeros(c.padded_shape, dy2d.dtype)                                # (N, Hp, Wp, C)
+    dxp = empty(c.padded_shape, dy2d.dtype)                                # (N, Hp, Wp, C)
     g = empty((dy2d.shape[0], C), dy2d.dtype)                              # (M, C)
+    g4 = g.reshape(N, out_h, out_w, C)                                     # (N, out_h, out_w, C)
     for i in range(kh):
         for j in range(kw):
+            # the GEMM stays one call (OpenBLAS threads it); the add is split over the batch
             xp.matmul(dy2d, W4[i, j].T, out=g)
-            offset_view(dxp, i, j, out_h, out_w, c.strides, c.dilation)[...] += g.reshape(N, out_h, out_w, C)
+
+            def add_slice(sl, i=i, j=j):
+                if i == j == 0:  # the zero fill rides along with the first tap
+                    dxp[sl].fill(0)
+                offset_view(dxp[sl], i, j, out_h, out_w, c.strides, c.dilation)[...] += g4[sl]
+
+            parallel_slices(add_slice, N, g.size)
     return dxp
 

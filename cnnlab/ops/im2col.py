@@ -10,6 +10,7 @@ import threading
 from numpy.lib.stride_tricks import as_strided
 
 from ..backend import xp
+from .threads import parallel_slices
 
 # Workspace pool. Large fresh arrays cost as much as the work done in them
 # (the kernel maps and zeroes new pages on every call), so big temporaries are
@@ -72,12 +73,17 @@ def pad2d(x, pads, value=0.0):
         return x
     N, H, W, C = x.shape
     xp_ = empty((N, H + pt + pb, W + pl + pr, C), x.dtype)  # (N, Hp, Wp, C)
-    # fill only the border: the interior is overwritten right after
-    xp_[:, :pt] = value
-    xp_[:, pt + H:] = value
-    xp_[:, pt:pt + H, :pl] = value
-    xp_[:, pt:pt + H, pl + W:] = value
-    xp_[:, pt:pt + H, pl:pl + W] = x
+
+    def pad_slice(sl):
+        xs = xp_[sl]
+        # fill only the border: the interior is overwritten right after
+        xs[:, :pt] = value
+        xs[:, pt + H:] = value
+        xs[:, pt:pt + H, :pl] = value
+        xs[:, pt:pt + H, pl + W:] = value
+        xs[:, pt:pt + H, pl:pl + W] = x[sl]
+
+    parallel_slices(pad_slice, N, xp_.size)
     return xp_
 
 
@@ -86,7 +92,13 @@ def crop2d(xp_, pads, h, w):
     pt, pb, pl, pr = pads
     if not (pt or pb or pl or pr) and xp_.shape[1] == h and xp_.shape[2] == w:
         return xp_
-    return xp_[:, pt:pt + h, pl:pl + w].copy()  # (N, h, w, C)
+    out = xp.empty((xp_.shape[0], h, w, xp_.shape[3]), xp_.dtype)  # (N, h, w, C)
+
+    def crop_slice(sl):
+        out[sl] = xp_[sl, pt:pt + h, pl:pl + w]
+
+    parallel_slices(crop_slice, out.shape[0], out.size)
+    return out
 
 
 def offset_view(xp_, i, j, out_h, out_w, strides, dilation=(1, 1)):
@@ -116,7 +128,11 @@ def im2col(xp_, kh, kw, out_h, out_w, strides, dilation=(1, 1), out=None):
     # run is contiguous in both arrays, so the copy moves kw*C floats per step
     windows = as_strided(xp_, (N, out_h, out_w, kh, kw, C), (s0, s1 * sh, s2 * sw, s1 * dh, s2 * dw, s3))
     cols = _into(out, windows.shape, xp_.dtype)  # (N, out_h, out_w, kh, kw, C)
-    xp.copyto(cols, windows)
+
+    def copy_slice(sl):
+        xp.copyto(cols[sl], windows[sl])
+
+    parallel_slices(copy_slice, N, cols.size)
     return cols
 
 
@@ -132,5 +148,9 @@ def im2col_kmajor(xp_, kh, kw, out_h, out_w, strides, dilation=(1, 1), out=None)
     s0, s1, s2, s3 = xp_.strides
     windows = as_strided(xp_, (kh, kw, C, N, out_h, out_w), (s1 * dh, s2 * dw, s3, s0, s1 * sh, s2 * sw))
     colsT = _into(out, windows.shape, xp_.dtype)  # (kh, kw, C, N, out_h, out_w)
-    xp.copyto(colsT, windows)
+
+    def copy_slice(sl):
+        xp.copyto(colsT[:, :, :, sl], windows[:, :, :, sl])
+
+    parallel_slices(copy_slice, N, colsT.size)
     return colsT
