@@ -7,6 +7,8 @@ piecewise-linear ones, the output ``y`` where the derivative is a function of
 import numpy as np
 
 from ..utils import unknown_name_error
+from . import threads
+from .threads import flat, parallel_slices
 
 NAMES = ("relu", "leaky_relu", "elu", "selu", "sigmoid", "tanh", "softmax", "linear")
 
@@ -37,12 +39,8 @@ def softmax(x):
 def forward(x, name, alpha=None):
     """Apply activation ``name``; ``alpha`` is the negative slope (leaky_relu) or the ELU alpha."""
     alpha = _check(name, alpha)
-    if name == "relu":
-        mask = x > 0
-        return x * mask, (name, alpha, mask)
-    if name == "leaky_relu":
-        mask = x > 0
-        return np.where(mask, x, alpha * x), (name, alpha, mask)
+    if name in ("relu", "leaky_relu"):
+        return _piecewise_forward(x, name, alpha)
     if name == "elu":
         y = np.where(x > 0, x, alpha * np.expm1(np.minimum(x, 0)))
         return y, (name, alpha, (x > 0, y))
@@ -62,10 +60,8 @@ def forward(x, name, alpha=None):
 
 def backward(dy, cache):
     name, alpha, c = cache
-    if name == "relu":
-        return dy * c
-    if name == "leaky_relu":
-        return np.where(c, dy, alpha * dy)
+    if name in ("relu", "leaky_relu"):
+        return _piecewise_backward(dy, name, alpha, c)
     if name == "elu":  # d/dx alpha*(e^x - 1) = y + alpha
         pos, y = c
         return dy * np.where(pos, 1, y + alpha)
@@ -79,6 +75,45 @@ def backward(dy, cache):
     if name == "softmax":  # J^T dy = y * (dy - <dy, y>), per row
         return c * (dy - np.sum(dy * c, axis=-1, keepdims=True))
     return dy  # linear
+
+
+def _piecewise_forward(x, name, alpha):
+    """relu: ``x * (x > 0)``; leaky_relu: ``where(x > 0, x, alpha * x)``; big arrays in flat chunks over threads."""
+    xf = flat(x)
+    if xf is None or x.size < threads.MIN_WORK or x.dtype.kind != "f":
+        mask = x > 0
+        y = x * mask if name == "relu" else np.where(mask, x, alpha * x)
+        return y, (name, alpha, mask)
+    y = np.empty_like(x)
+    mask = np.empty(x.shape, dtype=bool)
+    yf, mf = y.reshape(-1), mask.reshape(-1)
+
+    def chunk(sl):
+        np.greater(xf[sl], 0, out=mf[sl])
+        if name == "relu":
+            np.multiply(xf[sl], mf[sl], out=yf[sl])
+        else:
+            yf[sl] = np.where(mf[sl], xf[sl], alpha * xf[sl])
+
+    parallel_slices(chunk, x.size)
+    return y, (name, alpha, mask)
+
+
+def _piecewise_backward(dy, name, alpha, mask):
+    df = flat(dy)
+    if df is None or dy.size < threads.MIN_WORK or dy.shape != mask.shape or dy.dtype.kind != "f":
+        return dy * mask if name == "relu" else np.where(mask, dy, alpha * dy)
+    dx = np.empty_like(dy)
+    xf, mf = dx.reshape(-1), mask.reshape(-1)
+
+    def chunk(sl):
+        if name == "relu":
+            np.multiply(df[sl], mf[sl], out=xf[sl])
+        else:
+            xf[sl] = np.where(mf[sl], df[sl], alpha * df[sl])
+
+    parallel_slices(chunk, dy.size)
+    return dx
 
 
 def derivative(x, name, alpha=None):

@@ -5,6 +5,9 @@ the identity (Keras's and PyTorch's convention).
 """
 import numpy as np
 
+from . import threads
+from .threads import flat, parallel_slices
+
 
 def forward(x, rate, rng, training=True):
     """-> (y, cache); ``rng`` is a numpy Generator, the only source of the mask."""
@@ -15,11 +18,26 @@ def forward(x, rate, rng, training=True):
         return x, None
     mask = rng.random(x.shape, dtype=np.float32) >= rate  # P(keep) = 1 - rate
     scale = 1.0 / (1.0 - rate)
-    return np.where(mask, x * scale, 0).astype(x.dtype, copy=False), (mask, scale)
+    return _apply(x, mask, scale), (mask, scale)
 
 
 def backward(dy, cache):
     if cache is None:  # identity
         return dy
     mask, scale = cache
-    return np.where(mask, dy * scale, 0).astype(dy.dtype, copy=False)
+    return _apply(dy, mask, scale)
+
+
+def _apply(x, mask, scale):
+    """``where(mask, x * scale, 0)`` in x's dtype; big arrays in flat chunks over threads."""
+    xf = flat(x)
+    if xf is None or x.size < threads.MIN_WORK or x.shape != mask.shape or x.dtype.kind != "f":
+        return np.where(mask, x * scale, 0).astype(x.dtype, copy=False)
+    y = np.empty_like(x)  # a float x times a Python float stays x's dtype
+    yf, mf = y.reshape(-1), mask.reshape(-1)
+
+    def chunk(sl):
+        yf[sl] = np.where(mf[sl], xf[sl] * scale, 0)
+
+    parallel_slices(chunk, x.size)
+    return y
