@@ -25,20 +25,25 @@ class Adam(Optimizer):
         b1, b2, t = self.beta_1, self.beta_2, self.tmp(w)
         step = self.iterations + 1
         alpha = lr * math.sqrt(1.0 - b2 ** step) / (1.0 - b1 ** step)
-        m, v = slots["momentum"], slots["velocity"]
-        m *= b1
-        m += np.multiply(g, 1.0 - b1, out=t)
-        v *= b2
-        np.multiply(g, g, out=t)
-        t *= 1.0 - b2
-        v += t
-        if self.amsgrad:
-            v = np.maximum(slots["velocity_hat"], v, out=slots["velocity_hat"])
-        np.sqrt(v, out=t)
-        t += self.epsilon
-        np.divide(m, t, out=t)
-        t *= alpha
-        w -= t
+        eps, amsgrad = self.epsilon, self.amsgrad
+
+        def step_(w, g, m, v, t, *vhat):
+            m *= b1
+            m += np.multiply(g, 1.0 - b1, out=t)
+            v *= b2
+            np.multiply(g, g, out=t)
+            t *= 1.0 - b2
+            v += t
+            if amsgrad:
+                v = np.maximum(vhat[0], v, out=vhat[0])
+            np.sqrt(v, out=t)
+            t += eps
+            np.divide(m, t, out=t)
+            t *= alpha
+            w -= t
+
+        self.elementwise(step_, w, g, slots["momentum"], slots["velocity"], t,
+                         *((slots["velocity_hat"],) if amsgrad else ()))
 
     def get_config(self):
         return {**super().get_config(), "beta_1": self.beta_1, "beta_2": self.beta_2, "epsilon": self.epsilon,

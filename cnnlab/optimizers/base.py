@@ -8,6 +8,7 @@ import math
 
 import numpy as np
 
+from ..ops.threads import flat, parallel_slices
 from ..utils import closest
 from . import schedules
 
@@ -122,6 +123,16 @@ class Optimizer:
         if buf is None or buf.size < w.size:
             buf = self._scratch[(i, w.dtype)] = np.empty(w.size, dtype=w.dtype)
         return buf[:w.size].reshape(w.shape)
+
+    @staticmethod
+    def elementwise(fn, *arrays):
+        """``fn(*arrays)`` for an in-place elementwise update, run on flat chunks over threads when
+        every array is contiguous and big enough (bit-identical: no element depends on another)."""
+        flats = [flat(a) for a in arrays]
+        if any(f is None or f.size != flats[0].size for f in flats):
+            fn(*arrays)
+            return
+        parallel_slices(lambda sl: fn(*(f[sl] for f in flats)), flats[0].size)
 
     # ----- the step -------------------------------------------------------
     def apply(self, params, grads):

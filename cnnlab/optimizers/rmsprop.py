@@ -20,30 +20,37 @@ class RMSprop(Optimizer):
             (("average_gradient",) if self.centered else ())
 
     def update(self, w, g, slots, lr):
-        rho, v, t = self.rho, slots["velocity"], self.tmp(w)
-        np.multiply(g, g, out=t)
-        t *= 1.0 - rho
-        v *= rho
-        v += t
-        if self.centered:
-            a = slots["average_gradient"]
-            a *= rho
-            a += np.multiply(g, 1.0 - rho, out=t)
-            np.multiply(a, a, out=t)
-            np.subtract(v, t, out=t)
-        else:
-            t[...] = v
-        t += self.epsilon
-        np.sqrt(t, out=t)
-        np.divide(g, t, out=t)
-        t *= lr  # t = lr * g / sqrt(denominator)
-        if self.momentum > 0:
-            m = slots["momentum"]
-            m *= self.momentum
-            m += t
-            w -= m
-        else:
-            w -= t
+        rho, eps, centered = self.rho, self.epsilon, self.centered
+        momentum = self.momentum
+        extra = (slots["average_gradient"] if centered else None, slots["momentum"] if momentum > 0 else None)
+
+        def step_(w, g, v, t, *rest):
+            rest = iter(rest)
+            a = next(rest) if centered else None
+            m = next(rest) if momentum > 0 else None
+            np.multiply(g, g, out=t)
+            t *= 1.0 - rho
+            v *= rho
+            v += t
+            if centered:
+                a *= rho
+                a += np.multiply(g, 1.0 - rho, out=t)
+                np.multiply(a, a, out=t)
+                np.subtract(v, t, out=t)
+            else:
+                t[...] = v
+            t += eps
+            np.sqrt(t, out=t)
+            np.divide(g, t, out=t)
+            t *= lr  # t = lr * g / sqrt(denominator)
+            if m is not None:
+                m *= momentum
+                m += t
+                w -= m
+            else:
+                w -= t
+
+        self.elementwise(step_, w, g, slots["velocity"], self.tmp(w), *(a for a in extra if a is not None))
 
     def get_config(self):
         return {**super().get_config(), "rho": self.rho, "momentum": self.momentum, "epsilon": self.epsilon,

@@ -22,19 +22,24 @@ class SGD(Optimizer):
         return ("momentum",) if self.momentum != 0 else ()
 
     def update(self, w, g, slots, lr):
-        step = np.multiply(g, lr, out=self.tmp(w))  # lr * g
-        if not slots:
-            w -= step
-            return
-        m = slots["momentum"]
-        m *= self.momentum
-        m -= step
-        if self.nesterov:
-            w -= step
-            np.multiply(m, self.momentum, out=step)
-            w += step
-        else:
-            w += m
+        momentum, nesterov = self.momentum, self.nesterov
+
+        def step_(w, g, step, *m):
+            np.multiply(g, lr, out=step)  # lr * g
+            if not m:
+                w -= step
+                return
+            m = m[0]
+            m *= momentum
+            m -= step
+            if nesterov:
+                w -= step
+                np.multiply(m, momentum, out=step)
+                w += step
+            else:
+                w += m
+
+        self.elementwise(step_, w, g, self.tmp(w), *((slots["momentum"],) if slots else ()))
 
     def get_config(self):
         return {**super().get_config(), "momentum": self.momentum, "nesterov": self.nesterov}
