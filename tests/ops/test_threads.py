@@ -1,0 +1,215 @@
+"""parallel_slices itself, and every threaded op bit-identical to its serial run."""
+import threading
+
+import numpy as np
+import pytest
+
+from cnnlab.ops import activations, conv2d, dropout, pool2d, threads
+from cnnlab.optimizers import SGD, Adam, RMSprop
+
+
+@pytest.fixture
+def restore_threads():
+    n = threads.num_threads()
+    yield
+    threads.set_num_threads(n)
+
+
+@pytest.fixture
+def no_threshold(monkeypatch, restore_threads):
+    """Thread every call, however small, so that small shapes exercise the split."""
+    monkeypatch.setattr(threads, "MIN_WORK", 0)
+
+
+@pytest.mark.parametrize("k", [1, 2, 3, 4])
+@pytest.mark.parametrize("n", [1, 2, 3, 5, 7, 128])
+def test_every_index_once(no_threshold, n, k):
+    threads.set_num_threads(k)
+    hits = np.zeros(n, dtype=int)
+    calls = []
+    lock = threading.Lock()
+
+    def fn(sl):
+        with lock:
+            calls.append(sl)
+            hits[sl] += 1
+
+    threads.parallel_slices(fn, n)
+    assert (hits == 1).all()
+    assert len(calls) == min(k, n)
+    assert all(sl.stop > sl.start for sl in calls)
+
+
+@pytest.mark.parametrize("bad", ["first", "last"])
+def test_exception_propagates_after_every_chunk(no_threshold, bad):
+    threads.set_num_threads(3)
+    done = []
+
+    def fn(sl):
+        if (sl.start == 0) if bad == "first" else (sl.stop == 9):
+            raise KeyError("boom")
+        done.append(sl)
+
+    with pytest.raises(KeyError, match="boom"):
+        threads.parallel_slices(fn, 9)
+    assert len(done) == 2  # the other chunks ran to the end before the raise
+
+
+def test_small_work_runs_inline(restore_threads):
+    threads.set_num_threads(4)
+    seen = []
+    threads.parallel_slices(lambda sl: seen.append((sl, threading.get_ident())), 100, work=threads.MIN_WORK - 1)
+    assert seen == [(slice(0, 100), threading.get_ident())]
+
+
+def test_one_thread_runs_inline(restore_threads):
+    threads.set_num_threads(1)
+    seen = []
+    threads.parallel_slices(lambda sl: seen.append((sl, threading.get_ident())), 100, work=1 << 30)
+    assert seen == [(slice(0, 100), threading.get_ident())]
+
+
+def test_nested_calls_run_inline(no_threshold):
+    threads.set_num_threads(2)
+    inner = []
+    lock = threading.Lock()
+
+    def outer(sl):
+        me = threading.get_ident()
+
+        def fn(s):
+            with lock:
+                inner.append((s, threading.get_ident() == me))
+
+        threads.parallel_slices(fn, 10)
+
+    threads.parallel_slices(outer, 2)
+    assert sorted((s.start, s.stop, same) for s, same in inner) == [(0, 10, True), (0, 10, True)]
+
+
+def test_set_num_threads_rejects_zero(restore_threads):
+    with pytest.raises(ValueError):
+        threads.set_num_threads(0)
+
+
+def test_env_default(monkeypatch, restore_threads):
+    monkeypatch.setenv("CNNLAB_NUM_THREADS", "3")
+    monkeypatch.setattr(threads, "_num_threads", None)
+    assert threads.num_threads() == 3
+
+
+# ----- threaded ops == serial ops, bit for bit --------------------------------
+
+def serial_and_threaded(run, k=3):
+    """``run()`` with one thread and with ``k``; both results as tuples of arrays."""
+    out = []
+    for n in (1, k):
+        threads.set_num_threads(n)
+        r = run()
+        out.append(tuple(np.array(a, copy=True) for a in (r if isinstance(r, tuple) else (r,))))
+    return out
+
+
+def assert_identical(pair):
+    serial, threaded = pair
+    assert len(serial) == len(threaded)
+    for a, b in zip(serial, threaded):
+        assert a.dtype == b.dtype and a.shape == b.shape
+        assert np.array_equal(a, b, equal_nan=True)
+        assert np.array_equal(np.signbit(a), np.signbit(b))
+
+
+def rng_array(shape, seed=0, dtype=np.float32):
+    return np.random.default_rng(seed).standard_normal(shape).astype(dtype)
+
+
+POOL_CASES = [((7, 8, 8, 3), (2, 2), None, "valid"), ((7, 7, 9, 3), (3, 3), (2, 2), "valid"),
+              ((5, 7, 6, 2), (2, 2), None, "same"), ((5, 6, 7, 2), (3, 3), (2, 2), "same"),
+              ((5, 5, 6, 2), (2, 3), (1, 1), "same")]
+
+
+@pytest.mark.parametrize("mode", pool2d.MODES)
+@pytest.mark.parametrize("case", POOL_CASES)
+def test_pool_identical(no_threshold, mode, case):
+    shape, pool, strides, padding = case
+    x = rng_array(shape)
+    if mode == "max":
+        x[:, ::2, ::2] = x[:, 1::2, 1::2].max()  # ties: the first offset must win in every chunk
+    if mode == "l2":
+        x[0] = 0  # all-zero windows: no gradient
+
+    def run():
+        y, c = pool2d.forward(x, pool, strides, padding, mode=mode)
+        dy = rng_array(y.shape, seed=1)
+        return y.copy(), pool2d.backward(dy, c)
+
+    assert_identical(serial_and_threaded(run))
+
+
+def test_pool_identical_default_threshold(restore_threads):
+    x = rng_array((32, 28, 28, 16))  # big enough to split without lowering the threshold
+
+    def run():
+        y, c = pool2d.forward(x, (3, 3), (2, 2), "same")
+        return y.copy(), pool2d.backward(rng_array(y.shape, seed=1), c)
+
+    assert_identical(serial_and_threaded(run, k=2))
+
+
+CONV_CASES = [((5, 9, 8, 1), (3, 3, 1, 4), True, (1, 1), "same", (1, 1)),     # K-major columns
+              ((5, 9, 8, 3), (5, 5, 3, 4), True, (1, 1), "same", (1, 1)),
+              ((5, 9, 8, 3), (3, 3, 3, 4), False, (2, 2), "valid", (1, 1)),
+              ((5, 9, 9, 2), (3, 2, 2, 3), True, (1, 2), "same", (2, 1)),
+              ((5, 6, 6, 3), (1, 1, 3, 4), False, (2, 2), "same", (1, 1))]
+
+
+@pytest.mark.parametrize("case", CONV_CASES)
+def test_conv_identical(no_threshold, case):
+    xs, ws, bias, strides, padding, dilation = case
+    x, W = rng_array(xs), rng_array(ws, seed=1)
+    b = rng_array(ws[-1:], seed=2) if bias else None
+
+    def run():
+        y, c = conv2d.forward(x, W, b, strides, padding, dilation)
+        dx, dW, db = conv2d.backward(rng_array(y.shape, seed=3), c)
+        return (y.copy(), dx, dW) + ((db,) if bias else ())
+
+    assert_identical(serial_and_threaded(run))
+
+
+@pytest.mark.parametrize("name", ["relu", "leaky_relu"])
+def test_activation_identical(no_threshold, name):
+    x = rng_array((6, 5, 4, 3))
+    x[0, 0, 0] = [0.0, -0.0, np.nan]
+
+    def run():
+        y, c = activations.forward(x, name)
+        return y, c[2], activations.backward(rng_array(x.shape, seed=1), c)
+
+    assert_identical(serial_and_threaded(run))
+
+
+def test_dropout_identical(no_threshold):
+    x = rng_array((7, 33))
+    x[0, :3] = [-1.0, -0.0, np.inf]
+
+    def run():
+        y, c = dropout.forward(x, 0.4, np.random.default_rng(5))
+        return y, c[0], dropout.backward(rng_array(x.shape, seed=1), c)
+
+    assert_identical(serial_and_threaded(run))
+
+
+@pytest.mark.parametrize("make", [lambda: Adam(0.01), lambda: Adam(0.01, amsgrad=True),
+                                  lambda: SGD(0.1), lambda: SGD(0.1, momentum=0.9, nesterov=True),
+                                  lambda: SGD(0.1, momentum=0.9), lambda: RMSprop(0.01),
+                                  lambda: RMSprop(0.01, momentum=0.5, centered=True)])
+def test_optimizer_identical(no_threshold, make):
+    def run():
+        opt = make()
+        params = {"k": rng_array((17, 13)), "b": rng_array((13,), seed=1)}
+        for step in range(3):
+            opt.apply(params, {key: rng_array(w.shape, seed=10 + step) for key, w in params.items()})
+        return tuple(params.values()) + tuple(a for s in opt.slots.values() for a in s.values())
+
+    assert_identical(serial_and_threaded(run))
