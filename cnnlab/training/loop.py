@@ -50,23 +50,6 @@ def evaluate(model, x, y, batch_size=32):
     return result
 
 
-def _layer_name_map(model, files, arrays):
-    """Saved layer name -> this model's, when the same architecture was built under other
-    automatic names (a fresh model object in the same process: ``dense_1`` instead of ``dense``)."""
-    from ..models.saving import model_from_config
-    ours = [l.name for l in model._layers]
-    if {k.rpartition("/")[0] for k in arrays} <= set(ours):
-        return {}
-    try:
-        saved = model_from_config(json.loads(files["config.json"])["model"])
-    except Exception:  # noqa: BLE001 - then restore_weights reports the mismatch
-        return {}
-    if len(saved._layers) != len(model._layers) or \
-            any(type(a) is not type(b) for a, b in zip(saved._layers, model._layers)):
-        return {}
-    return {a.name: b.name for a, b in zip(saved._layers, model._layers)}
-
-
 def _fit_arguments(batch_size, epochs, shuffle, seed, augment, validation_split, monitor, steps_per_epoch):
     aug = augment.get_config() if augment is not None and hasattr(augment, "get_config") else None
     return {"batch_size": batch_size, "epochs": epochs, "shuffle": shuffle, "seed": seed, "augment": aug,
@@ -152,26 +135,17 @@ def fit(model, x, y, batch_size=32, epochs=1, verbose=1, callbacks=None, validat
             write_run_config(run_dir, run_config)
 
     if resume and run_dir is not None and is_run_dir(run_dir):
-        from ..models.saving import restore_weights
+        from ..models.saving import read_weights, rename_layers, restore_weights
         from ..io import read_checked_dir
         from safetensors.numpy import load as st_load
         path = latest_checkpoint(run_dir)
         files = read_checked_dir(path)
-        arrays = st_load(files["model.safetensors"])
         state = json.loads(files["training_state.json"])
-        renamed = _layer_name_map(model, files, arrays)
-        if renamed:
-            def rename(key):
-                layer, _, rest = key.partition("/")
-                return f"{renamed.get(layer, layer)}/{rest}"
-            arrays = {rename(k): v for k, v in arrays.items()}
-            state["layer_rngs"] = {renamed.get(k, k): v for k, v in state["layer_rngs"].items()}
-        restore_weights(model, arrays, path)
+        arrays, order = read_weights(files["model.safetensors"], path)
+        renamed = restore_weights(model, arrays, path, order)
+        state["layer_rngs"] = {renamed.get(k, k): v for k, v in state["layer_rngs"].items()}
         if "optimizer.safetensors" in files:
-            opt_state = st_load(files["optimizer.safetensors"])
-            if renamed:
-                opt_state = {k if k == "iterations" else rename(k): v for k, v in opt_state.items()}
-            model.optimizer.set_state(opt_state)
+            model.optimizer.set_state(rename_layers(st_load(files["optimizer.safetensors"]), renamed))
         if state.get("learning_rate") is not None and model.optimizer.schedule is None:
             model.optimizer.learning_rate = state["learning_rate"]  # as a callback left it (ReduceLROnPlateau)
         initial_epoch = state["epoch"]

@@ -196,3 +196,25 @@ def test_no_pickle_in_the_package():
     assert offenders == []
     # and the saved files are JSON + safetensors only
     assert cnnlab.models.saving.__doc__ and "Never pickle" in cnnlab.models.saving.__doc__
+
+
+def test_load_weights_into_the_same_architecture_built_under_other_names(tmp_path):
+    # A second model built in one process gets conv2d_1, dense_1...: weights still load, by position.
+    a = seq_model(seed=0)
+    b = seq_model(seed=1)
+    assert [l.name for l in a.layers] != [l.name for l in b.layers]
+    a.save_weights(tmp_path / "w.safetensors")
+    b.load_weights(tmp_path / "w.safetensors")
+    assert all(np.array_equal(u, v) for u, v in zip(a.get_weights(), b.get_weights()))
+    x = data()[0]
+    assert np.array_equal(a.predict(x), b.predict(x))
+
+
+def test_load_weights_by_position_still_refuses_other_shapes(tmp_path):
+    a = seq_model(seed=0, units=3)
+    c = seq_model(seed=1, units=4)
+    before = c.get_weights()
+    a.save_weights(tmp_path / "w.safetensors")
+    with pytest.raises(ValueError, match="shape"):
+        c.load_weights(tmp_path / "w.safetensors")
+    assert all(np.array_equal(u, v) for u, v in zip(before, c.get_weights()))
