@@ -59,6 +59,16 @@ def _pool():
         return _executor
 
 
+def _forget_pool():
+    global _executor, _lock
+    _executor, _lock = None, threading.Lock()
+
+
+# a forked child has the executor but none of its threads: start afresh there
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_pool)
+
+
 def _run(fn, sl):
     _local.inside = True
     try:

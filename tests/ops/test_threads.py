@@ -1,5 +1,7 @@
 """parallel_slices itself, and every threaded op bit-identical to its serial run."""
+import os
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -213,3 +215,28 @@ def test_optimizer_identical(no_threshold, make):
         return tuple(params.values()) + tuple(a for s in opt.slots.values() for a in s.values())
 
     assert_identical(serial_and_threaded(run))
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_forked_child_gets_a_fresh_pool(no_threshold):
+    threads.set_num_threads(2)
+    threads.parallel_slices(lambda sl: None, 4)  # the parent's pool exists
+    pid = os.fork()
+    if pid == 0:  # child: must not wait on the parent's threads
+        try:
+            hits = np.zeros(4, dtype=int)
+            threads.parallel_slices(lambda sl: hits.__setitem__(sl, 1), 4)
+            os._exit(0 if hits.all() else 1)
+        except BaseException:
+            os._exit(2)
+    deadline = time.monotonic() + 20
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            break
+        if time.monotonic() > deadline:
+            os.kill(pid, 9)
+            os.waitpid(pid, 0)
+            pytest.fail("forked child hung in parallel_slices")
+        time.sleep(0.05)
+    assert os.waitstatus_to_exitcode(status) == 0
