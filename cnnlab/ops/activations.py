@@ -100,6 +100,7 @@ def _piecewise_forward(x, name, alpha):
 
 
 def _piecewise_backward(dy, name, alpha, mask):
+    """relu: ``dy * mask``; leaky_relu: ``where(mask, dy, alpha * dy)``; big arrays in flat chunks over threads."""
     df = flat(dy)
     if df is None or dy.size < threads.MIN_WORK or dy.shape != mask.shape or dy.dtype.kind != "f":
         return dy * mask if name == "relu" else np.where(mask, dy, alpha * dy)
