@@ -94,7 +94,11 @@ def run(recipe_name, data, epochs=None, seed=0, batch_size=None, out_dir=None):
     return row
 
 
+README_START, README_END = "<!-- accuracy:start -->", "<!-- accuracy:end -->"
+
+
 def write_table():
+    """Regenerate BENCHMARKS.md, and the table between README's accuracy markers."""
     rows = []
     for path in sorted(glob.glob(os.path.join(RESULTS, "*.json"))):
         with open(path) as f:
@@ -127,6 +131,15 @@ def write_table():
             lines += ["", f.read().strip()]
     with open(os.path.join(ROOT, "BENCHMARKS.md"), "w") as f:
         f.write("\n".join(lines) + "\n")
+    readme = os.path.join(ROOT, "README.md")
+    with open(readme) as f:
+        text = f.read()
+    if README_START in text and README_END in text:
+        table = "\n".join(line for line in lines if line.startswith("|"))
+        head, rest = text.split(README_START, 1)
+        tail = rest.split(README_END, 1)[1]
+        with open(readme, "w") as f:
+            f.write(f"{head}{README_START}\n{table}\n{README_END}{tail}")
 
 
 def main(argv=None):
