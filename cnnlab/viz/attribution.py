@@ -125,14 +125,19 @@ def _names(model, class_names):
     return [str(c) for c in class_names] if class_names is not None else [str(i) for i in range(k)]
 
 
-def plot_saliency(model, images, class_index=None, class_names=None, display=None):
-    """Each image above its saliency map for the (predicted) class."""
+def _attribution_inputs(model, images, class_names, display):
+    """The batch, what to show for it (the raw images when given) with its range, and class names."""
     x = as_batch(model, images)
     display = x if display is None else np.asarray(display).reshape((len(x),) + np.shape(display)[-3:])
+    lo, hi = display_range(display)
+    return x, display, lo, hi, _names(model, class_names)
+
+
+def plot_saliency(model, images, class_index=None, class_names=None, display=None):
+    """Each image above its saliency map for the (predicted) class."""
+    x, display, lo, hi, names = _attribution_inputs(model, images, class_names, display)
     classes = _class_indices(model, x, class_index)
     sal = saliency_map(model, x, classes)
-    names = _names(model, class_names)
-    lo, hi = display_range(display)
     n = len(x)
     fig = new_figure(max(1.9 * n + 0.3, 4.5), 4.2)
     axes = add_grid(fig, 2 * n, n)
@@ -147,11 +152,8 @@ def plot_saliency(model, images, class_index=None, class_names=None, display=Non
 
 def plot_gradcam(model, images, class_index=None, class_names=None, layer=None, display=None, alpha=0.5):
     """Each image, its Grad-CAM heat map and the two overlaid."""
-    x = as_batch(model, images)
-    display = x if display is None else np.asarray(display).reshape((len(x),) + np.shape(display)[-3:])
+    x, display, lo, hi, names = _attribution_inputs(model, images, class_names, display)
     result = gradcam(model, x, class_index, layer)
-    names = _names(model, class_names)
-    lo, hi = display_range(display)
     n = len(x)
     fig = new_figure(max(1.9 * n + 0.3, 4.5), 6.0)
     axes = add_grid(fig, 3 * n, n)
