@@ -240,13 +240,3 @@ def test_workspace_pool_drops_idle_buffers_over_the_cap(monkeypatch):
     im2col.clear_workspace()
     assert im2col._POOL == []
 
-
-@pytest.mark.parametrize("col2im", [True, False])
-@pytest.mark.parametrize("name", CASES)
-def test_both_input_gradient_paths(name, col2im, monkeypatch):
-    # dx has two implementations (one GEMM + col2im, or a GEMM per tap); each must pass the
-    # central-difference check whichever one DX_COL2IM picks by default.
-    monkeypatch.setattr(conv2d, "DX_COL2IM", lambda c: col2im)
-    x_shape, W_shape, kw = CASES[name]
-    inputs = dict(x=rand(x_shape, 1), W=rand(W_shape, 2), b=rand(W_shape[3:], 3))
-    check_backward(conv2d.forward, conv2d.backward, inputs, ("x", "W", "b"), **kw)
