@@ -4,6 +4,8 @@
 ``check_backward`` turns an op's ``forward``/``backward`` pair into that check
 by contracting the output with a fixed random ``dy`` (L = sum(y * dy)).
 """
+import contextlib
+
 import numpy as np
 import pytest
 
@@ -73,3 +75,15 @@ def nhwc_to_nchw(x):
 
 def nchw_to_nhwc(x):
     return np.ascontiguousarray(np.transpose(x, (0, 2, 3, 1)))
+
+
+@contextlib.contextmanager
+def one_blas_thread():
+    """Training tests on a shared machine: BLAS threads fighting over 2 cores are several times slower."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        yield
+        return
+    with threadpool_limits(limits=1):
+        yield

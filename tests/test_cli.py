@@ -13,17 +13,12 @@ import pytest
 
 from cnnlab import cli
 from cnnlab.layers import clear_session
+from tests.helpers import one_blas_thread
 
 
 @pytest.fixture(scope="module", autouse=True)
 def _one_blas_thread():
-    """The test machine is shared: BLAS threads fighting over 2 cores make training several times slower."""
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:
-        yield
-        return
-    with threadpool_limits(limits=1):
+    with one_blas_thread():
         yield
 
 

@@ -5,6 +5,7 @@ from cnnlab import layers as L
 from cnnlab.layers import clear_session
 from cnnlab.models import Sequential
 from cnnlab.random import set_random_seed
+from tests.helpers import one_blas_thread
 
 
 def make_data(n=96, seed=0, shape=(6, 6, 1), classes=3):
@@ -55,11 +56,5 @@ def _fresh_names():
 
 @pytest.fixture(scope="session", autouse=True)
 def _one_blas_thread():
-    """The test machine is shared: BLAS threads fighting over 2 cores make training several times slower."""
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:
-        yield
-        return
-    with threadpool_limits(limits=1):
+    with one_blas_thread():
         yield
