@@ -114,6 +114,7 @@ def test_seed001_parameter_counts_and_relu_output():
     assert sum(isinstance(l, L.Dropout) for l in bn_fixed.layers) == 2
     recipe = zoo.get("seed001_bn")
     assert recipe.augment == "shift:1,flip:horizontal" and recipe.epochs == 30
+    assert zoo.get("seed001_bn_fixed").augment == "shift:1"  # mirrored digits change their labels
     assert "relu" in zoo.get("seed001").notes.lower() and "99.07%" in zoo.get("seed001").claim
 
 
