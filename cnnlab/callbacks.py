@@ -1,5 +1,4 @@
 """``from cnnlab.callbacks import EarlyStopping`` as in Keras."""
-from .training.callbacks import *  # noqa: F401,F403
 from .training.callbacks import (Callback, CSVLogger, EarlyStopping, History, LearningRateScheduler,  # noqa: F401
                                  ModelCheckpoint, ProgbarLogger, ReduceLROnPlateau, TerminateOnNaN)
 from .training.loop import RunCheckpoint  # noqa: F401

@@ -206,14 +206,19 @@ class Model:
                 raise ValueError(f"label {bad.item()} is outside [0, {k}) for model {self.name!r} with {k} outputs")
         return y
 
+    def _loss_forward(self, out, y):
+        """``(value, cache, fused)``: cross-entropy after a softmax output is taken on the logits."""
+        if self._fused():
+            return (*self.loss.forward_logits(self.outputs[0].layer.logits, y), True)
+        return (*self.loss.forward(out, y), False)
+
+    def _loss_value(self, out, y):
+        return self._loss_forward(out, y)[0]
+
     def _loss_and_grad(self, out, y):
         """Loss value and the gradient to feed backward, fused through softmax where possible."""
-        if self._fused():
-            logits = self.outputs[0].layer.logits
-            value, cache = self.loss.forward_logits(logits, y)
-            return value, self.loss.backward_logits(cache), True
-        value, cache = self.loss.forward(out, y)
-        return value, self.loss.backward(cache), False
+        value, cache, fused = self._loss_forward(out, y)
+        return value, (self.loss.backward_logits if fused else self.loss.backward)(cache), fused
 
     def regularization_loss(self):
         return sum(l.regularization_loss() for l in self._layers)
@@ -245,13 +250,8 @@ class Model:
         xs = self._prepare_inputs(x)
         y = self._check_labels(y, len(xs[0]))
         out = self.forward(xs, training=False)[0]
-        loss = float(self._loss_and_grad_value(out, y)) + self.regularization_loss()
+        loss = float(self._loss_value(out, y)) + self.regularization_loss()
         return self._batch_result(loss, y, out, return_dict)
-
-    def _loss_and_grad_value(self, out, y):
-        if self._fused():
-            return self.loss.forward_logits(self.outputs[0].layer.logits, y)[0]
-        return self.loss.forward(out, y)[0]
 
     def _batch_result(self, loss, y, out, return_dict):
         result = {"loss": loss}

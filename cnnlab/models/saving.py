@@ -141,11 +141,7 @@ def load_model(path, compile=True):
     from ..training.checkpoint import is_run_dir, latest_checkpoint
     if is_run_dir(path):
         path = latest_checkpoint(path)
-    try:
-        files = read_checked_dir(path)
-    except CorruptFileError:
-        raise
-    return model_from_files(files, path, compile=compile)
+    return model_from_files(read_checked_dir(path), path, compile=compile)
 
 
 def save_weights(model, path):

@@ -42,7 +42,7 @@ def evaluate(model, x, y, batch_size=32):
         xs = model._prepare_inputs(xb)
         yb = model._check_labels(yb, len(xb))
         out = model.forward(xs, training=False)[0]
-        total += float(model._loss_and_grad_value(out, yb)) * len(xb)
+        total += float(model._loss_value(out, yb)) * len(xb)
         for m in model.metrics:
             m.update_state(yb, out)
     result = {"loss": total / len(x) + model.regularization_loss()}
