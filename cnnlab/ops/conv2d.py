@@ -1,12 +1,13 @@
 """2-D convolution (cross-correlation, as in every framework), NHWC x (kh, kw, C, F).
 
-Forward is im2col + one GEMM; backward reuses the cached columns for dW and
-sums one small GEMM per kernel offset back onto the padded input for dx.
+Forward is im2col + GEMM; backward reuses the cached columns for dW and sums
+one small GEMM per kernel offset back onto the padded input for dx. Each thread
+works on its own samples (or rows of dW), GEMMs included.
 """
 from ..backend import xp
-from .im2col import crop2d, empty, im2col, im2col_kmajor, offset_view, pad2d
+from .im2col import empty, im2col, im2col_kmajor, offset_view, pad2d
 from .shape import normalize_tuple, window_output_shape
-from .threads import parallel_slices
+from .threads import matmul, parallel_slices
 
 
 class Conv2DCache:
@@ -36,26 +37,38 @@ def forward(x, W, b=None, strides=(1, 1), padding="valid", dilation=(1, 1), wher
 
     xp_ = pad2d(x, pads)                                                   # (N, Hp, Wp, C)
     M, K = N * out_h * out_w, kh * kw * C
+    P = out_h * out_w                                                      # rows of the columns per sample
     dtype = xp.result_type(x, W)
     W2d = W.reshape(K, F)                                                  # (K, F)
+    y = empty((M, F), dtype)                                               # (M, F)
     if kh == kw == 1 and b is None:
         cols2d = offset_view(xp_, 0, 0, out_h, out_w, strides).reshape(M, K)  # (M, K): no im2col
+        matmul(cols2d, W2d, out=y)
     else:
         # the bias rides in the GEMM as a column of ones in the patches and a row b under W:
         # cheaper than a pass over y, and backward's dW GEMM then yields db as its last row
         Kb = K + (b is not None)
         if C == 1:
             colsT = empty((Kb, M), xp_.dtype)                              # (Kb, M)
-            im2col_kmajor(xp_, kh, kw, out_h, out_w, strides, dilation,
-                          out=_view(colsT[:K], (kh, kw, C, N, out_h, out_w)))
+            cols6 = _view(colsT[:K], (kh, kw, C, N, out_h, out_w))
             cols2d = colsT.T                                               # (M, Kb), a transposed view
         else:
             cols2d = empty((M, Kb), xp_.dtype)                             # (M, Kb)
-            im2col(xp_, kh, kw, out_h, out_w, strides, dilation, out=_view(cols2d[:, :K], (N, out_h, out_w, kh, kw, C)))
+            cols6 = _view(cols2d[:, :K], (N, out_h, out_w, kh, kw, C))
         if b is not None:
-            cols2d[:, K] = 1
             W2d = xp.concatenate([W2d, b.reshape(1, F).astype(W2d.dtype, copy=False)])  # (K + 1, F)
-    y = xp.matmul(cols2d, W2d, out=empty((M, F), dtype))                  # (M, F)
+
+        def patches_times_kernel(sl):  # im2col and GEMM of the samples in sl, while their columns are in cache
+            rows = slice(sl.start * P, sl.stop * P)
+            if C == 1:
+                im2col_kmajor(xp_[sl], kh, kw, out_h, out_w, strides, dilation, out=cols6[:, :, :, sl])
+            else:
+                im2col(xp_[sl], kh, kw, out_h, out_w, strides, dilation, out=cols6[sl])
+            if b is not None:
+                cols2d[rows, K] = 1
+            xp.matmul(cols2d[rows], W2d, out=y[rows])
+
+        parallel_slices(patches_times_kernel, N, M * Kb * F // 16, blas=True)
     cache = Conv2DCache(cols2d=cols2d, W2d=W2d, has_b=b is not None, x_shape=x.shape, padded_shape=xp_.shape,
                         pads=pads, kernel=(kh, kw), out=(out_h, out_w), strides=strides, dilation=dilation)
     return y.reshape(N, out_h, out_w, F), cache                            # (N, out_h, out_w, F)
@@ -78,47 +91,54 @@ def backward(dy, cache, need_dx=True):
     K, F = kh * kw * C, c.W2d.shape[1]
     dy2d = dy.reshape(-1, F)                                               # (M, F)
     cols2d = c.cols2d
-    # measured: with row-major columns, (dy^T cols)^T beats cols^T dy in OpenBLAS; K-major the reverse
-    dWb = cols2d.T @ dy2d if cols2d.strides[0] < cols2d.strides[1] else (dy2d.T @ cols2d).T  # (K or K + 1, F)
+    # measured: with row-major columns, (dy^T cols)^T beats cols^T dy in OpenBLAS; K-major the reverse.
+    # Either way the threads split the K + 1 rows of dW, so each sums over all of M at once.
+    if cols2d.strides[0] < cols2d.strides[1]:
+        dWb = matmul(cols2d.T, dy2d)                                       # (K or K + 1, F)
+    else:
+        dWb = matmul(dy2d.T, cols2d, split=1).T                            # (K or K + 1, F)
     dW = dWb[:K].reshape(kh, kw, C, F)                                     # (kh, kw, C, F)
     db = dWb[K].copy() if c.has_b else None                                # (F,): the ones column's row
     if not need_dx:
         return None, dW, db
     W2d = c.W2d[:K]                                                        # (K, F) without the bias row
     if kh == kw == 1 and c.padded_shape == c.x_shape and c.strides == (1, 1):
-        dx = xp.matmul(dy2d, W2d.T, out=empty((dy2d.shape[0], C), dy2d.dtype))  # (M, C)
+        dx = matmul(dy2d, W2d.T, out=empty((dy2d.shape[0], C), dy2d.dtype))  # (M, C)
         return dx.reshape(c.x_shape), dW, db                               # (N, H, W, C)
-    dxp = _dx_per_offset(dy2d, W2d, c)                                     # (N, Hp, Wp, C)
-    return crop2d(dxp, c.pads, in_h, in_w), dW, db                         # (N, H, W, C)
+    return _dx_per_offset(dy2d, W2d, c), dW, db                            # (N, H, W, C)
 
 
 def _dx_per_offset(dy2d, W2d, c):
-    """col2im without the columns: one (M, F) @ (F, C) GEMM per tap into a contiguous
-    buffer, added onto dx.
+    """col2im without the columns: one (m, F) @ (F, C) GEMM per tap, added onto the
+    padded dx, for the samples of each thread.
 
-    Measured faster than one (M, F) @ (F, K) GEMM followed by col2im (threaded over the
-    batch too) on every seed shape at 2 threads: 20 vs 24 ms (3x3, 32->64 at 14x14),
-    47 vs 60 ms (5x5, 32->64). Each add moves whole rows (out_w * C floats at unit
-    stride) instead of C-float pieces spread K apart, and the (M, K) column gradient is
-    never materialised.
+    Measured faster than one (M, F) @ (F, K) GEMM followed by col2im on every seed
+    shape: each add moves whole rows (out_w * C floats at unit stride) instead of
+    C-float pieces spread K apart, and the (M, K) column gradient never exists. Each
+    thread runs its own GEMMs: handing every tap's add from the BLAS's threads to ours
+    and back doubled the time (43 vs 22 ms for the 5x5 32->64 conv at 14x14).
     """
     kh, kw = c.kernel
     out_h, out_w = c.out
-    N, C = c.x_shape[0], c.x_shape[3]
+    P = out_h * out_w
+    N, in_h, in_w, C = c.x_shape
+    pt, pl = c.pads[0], c.pads[2]
     W4 = W2d.reshape(kh, kw, C, -1)                                        # (kh, kw, C, F)
     dxp = empty(c.padded_shape, dy2d.dtype)                                # (N, Hp, Wp, C)
+    dx = dxp if c.padded_shape == c.x_shape else xp.empty(c.x_shape, dy2d.dtype)  # (N, H, W, C)
     g = empty((dy2d.shape[0], C), dy2d.dtype)                              # (M, C)
-    g4 = g.reshape(N, out_h, out_w, C)                                     # (N, out_h, out_w, C)
-    for i in range(kh):
-        for j in range(kw):
-            # the GEMM stays one call (OpenBLAS threads it); the add is split over the batch
-            xp.matmul(dy2d, W4[i, j].T, out=g)
 
-            def add_slice(sl, i=i, j=j):
-                if i == j == 0:  # the zero fill rides along with the first tap
-                    dxp[sl].fill(0)
-                offset_view(dxp[sl], i, j, out_h, out_w, c.strides, c.dilation)[...] += g4[sl]
+    def dx_slice(sl):
+        rows = slice(sl.start * P, sl.stop * P)
+        dys, gs, dxs = dy2d[rows], g[rows], dxp[sl]
+        gs4 = gs.reshape(-1, out_h, out_w, C)                              # (n, out_h, out_w, C)
+        dxs.fill(0)
+        for i in range(kh):
+            for j in range(kw):
+                xp.matmul(dys, W4[i, j].T, out=gs)                         # (n * P, C)
+                offset_view(dxs, i, j, out_h, out_w, c.strides, c.dilation)[...] += gs4
+        if dx is not dxp:
+            dx[sl] = dxs[:, pt:pt + in_h, pl:pl + in_w]
 
-            parallel_slices(add_slice, N, g.size)
-    return dxp
-
+    parallel_slices(dx_slice, N, g.size * kh * kw * dy2d.shape[1] // 16, blas=True)
+    return dx

@@ -5,6 +5,8 @@ so weights move between the two frameworks without permuting rows.
 """
 import numpy as np
 
+from .threads import matmul
+
 
 def forward(x, W, b=None):
     """x (N, in), W (in, out), b (out,) or None -> y (N, out)."""
@@ -14,7 +16,7 @@ def forward(x, W, b=None):
     if b is not None and b.shape != (W.shape[1],):
         raise ValueError(f"dense: bias of shape {b.shape} does not match kernel of shape {W.shape}: "
                          f"expected ({W.shape[1]},)")
-    y = x @ W  # (N, out)
+    y = matmul(x, W)  # (N, out)
     if b is not None:
         y += b
     return y, (x, W, b is not None)
@@ -23,9 +25,9 @@ def forward(x, W, b=None):
 def backward(dy, cache, need_dx=True):
     """dy (N, out) -> (dx (N, in) or None, dW (in, out), db (out,) or None)."""
     x, W, has_bias = cache
-    dW = x.T @ dy  # (in, out)
+    dW = matmul(x.T, dy)  # (in, out): threads split the rows, each sums over the whole batch
     db = dy.sum(axis=0) if has_bias else None  # (out,)
-    dx = dy @ W.T if need_dx else None  # (N, in)
+    dx = matmul(dy, W.T) if need_dx else None  # (N, in)
     return dx, dW, db
 
 

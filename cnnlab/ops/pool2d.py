@@ -54,13 +54,18 @@ def forward(x, pool_size=(2, 2), strides=None, padding="valid", mode="max", wher
         arg = empty(y.shape, idx)                                         # (N, out_h, out_w, C)
         better = empty(y.shape, bool)
         kb = empty(y.shape, idx)
+        tap = empty(y.shape, x.dtype)
 
         def max_slice(sl):
-            ys, args, bs, kbs = y[sl], arg[sl], better[sl], kb[sl]
+            ys, args, bs, kbs, vc = y[sl], arg[sl], better[sl], kb[sl], tap[sl]
             vs = views(sl)
             ys[...] = next(vs)
             args.fill(0)
             for k, v in enumerate(vs, start=1):
+                # one strided pass per tap: NumPy's inner loops over a window view run only C long,
+                # so two ufuncs on a contiguous copy beat two on the view (measured 130 vs 196 us)
+                xp.copyto(vc, v)
+                v = vc
                 xp.greater(v, ys, out=bs)                                 # strict: ties keep the first offset
                 xp.maximum(ys, v, out=ys)
                 # k exceeds every earlier index, so max(arg, better * k) is "k where better" without a
