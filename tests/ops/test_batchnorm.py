@@ -102,3 +102,36 @@ def test_inference_matches_torch():
     assert_close(dx, nchw_to_nhwc(tx.grad.numpy()), rtol=1e-5, name="dx")
     assert_close(dgamma, tg.grad.numpy(), rtol=1e-5, atol=1e-5, name="dgamma")
     assert_close(dbeta, tb.grad.numpy(), rtol=1e-5, atol=1e-5, name="dbeta")
+
+
+def _reference(x, dy, gamma, beta, eps=1e-3):
+    """Batch norm and its gradients straight from the definitions, in float64."""
+    C = x.shape[-1]
+    x2, dy2 = x.reshape(-1, C).astype(np.float64), dy.reshape(-1, C).astype(np.float64)
+    M = x2.shape[0]
+    mean, var = x2.mean(0), x2.var(0)
+    xhat = (x2 - mean) / np.sqrt(var + eps)
+    y = gamma * xhat + beta
+    dxhat = dy2 * gamma
+    dx = (dxhat - dxhat.mean(0) - xhat * (dxhat * xhat).mean(0)) / np.sqrt(var + eps)
+    assert M > 1
+    return y.reshape(x.shape), dx.reshape(x.shape), (dy2 * xhat).sum(0), dy2.sum(0), mean, var
+
+
+@pytest.mark.parametrize("rows, C", [(7 * 11 * 13, 5), (2048 + 37, 3), (512, 16)])
+def test_many_blocks_and_odd_rows_match_float64(monkeypatch, rows, C):
+    # small blocks: many of them, a ragged last one, and row counts with no power-of-two fold
+    monkeypatch.setattr(batchnorm, "BLOCK_VALUES", 256)
+    x = rand((rows, C), 0, scale=3) + 4
+    dy = rand((rows, C), 1)
+    gamma, beta = rand((C,), 2) + 1, rand((C,), 3)
+    y, cache = batchnorm.forward_train(x, gamma, beta)
+    dx, dgamma, dbeta = batchnorm.backward(dy, cache)
+    ry, rdx, rdgamma, rdbeta, rmean, rvar = _reference(x, dy, gamma, beta)
+    assert_close(cache.mean, rmean, rtol=1e-6, name="mean")
+    assert_close(cache.var, rvar, rtol=1e-5, name="var")
+    assert_close(y, ry, rtol=1e-5, atol=1e-5, name="y")
+    assert_close(dx, rdx, rtol=1e-4, atol=1e-5, name="dx")
+    assert_close(dgamma, rdgamma, rtol=1e-5, atol=1e-4, name="dgamma")
+    assert_close(dbeta, rdbeta, rtol=1e-5, atol=1e-4, name="dbeta")
+    assert_close(cache.xhat, (x - rmean) / np.sqrt(rvar + 1e-3), rtol=1e-4, atol=1e-5, name="xhat")

@@ -6,7 +6,7 @@ import time
 import numpy as np
 import pytest
 
-from cnnlab.ops import activations, conv2d, dropout, pool2d, threads
+from cnnlab.ops import activations, batchnorm, conv2d, dense, dropout, pool2d, threads
 from cnnlab.optimizers import SGD, Adam, RMSprop
 
 
@@ -177,6 +177,78 @@ def test_conv_identical(no_threshold, case):
         return (y.copy(), dx, dW) + ((db,) if bias else ())
 
     assert_identical(serial_and_threaded(run))
+
+
+@pytest.mark.parametrize("training", [True, False])
+def test_batchnorm_identical(no_threshold, monkeypatch, training):
+    monkeypatch.setattr(batchnorm, "BLOCK_VALUES", 64)  # several blocks per thread
+    x = rng_array((6, 5, 7, 3)) + 2
+    gamma, beta = rng_array((3,), seed=1), rng_array((3,), seed=2)
+
+    def run():
+        if training:
+            y, c = batchnorm.forward_train(x, gamma, beta)
+        else:
+            y, c = batchnorm.forward_inference(x, gamma, beta, rng_array((3,), seed=3), np.ones(3, np.float32))
+        return (y.copy(), c.mean, c.var) + batchnorm.backward(rng_array(x.shape, seed=4), c)
+
+    assert_identical(serial_and_threaded(run))
+
+
+@pytest.mark.parametrize("split", [0, 1])
+def test_matmul_identical_and_exact(no_threshold, split):
+    a, b, c = rng_array((37, 29)), rng_array((29, 23), seed=1), rng_array((37, 11), seed=2)
+
+    def run():  # contiguous operands, and a strided transposed view as the dW GEMMs use
+        return threads.matmul(a, b, split=split), threads.matmul(a[:, ::2].T, c, split=split)
+
+    pair = serial_and_threaded(run)
+    assert_identical(pair)
+    np.testing.assert_allclose(pair[0][0], a @ b, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(pair[0][1], a[:, ::2].T @ c, rtol=1e-5, atol=1e-5)
+
+
+def test_dense_identical(no_threshold):
+    x, W, b = rng_array((9, 31)), rng_array((31, 17), seed=1), rng_array((17,), seed=2)
+
+    def run():
+        y, c = dense.forward(x, W, b)
+        return (y,) + dense.backward(rng_array(y.shape, seed=3), c)
+
+    assert_identical(serial_and_threaded(run))
+
+
+def test_blas_found_on_linux_numpy():
+    # NumPy's Linux wheels ship OpenBLAS >= 0.3.27: chunks get their own single BLAS thread
+    if not os.path.exists("/proc/self/maps") or "openblas" not in str(np.show_config(mode="dicts")).lower():
+        pytest.skip("not NumPy's OpenBLAS on Linux")
+    assert threads.blas_in_chunks()
+
+
+def test_chunks_run_on_one_blas_thread(no_threshold):
+    if not threads.blas_in_chunks():
+        pytest.skip("no per-thread BLAS setting")
+    threads.set_num_threads(2)
+    seen = []
+
+    def fn(sl):
+        old = threads._blas_local(1)  # returns the setting it replaces: the chunk's own
+        threads._blas_local(old)
+        seen.append(old)
+
+    threads.parallel_slices(fn, 2, blas=True)
+    assert seen == [1, 1]
+
+
+def test_blas_chunks_run_inline_without_per_thread_setting(no_threshold, monkeypatch):
+    monkeypatch.setattr(threads, "_blas_local", None)
+    threads.set_num_threads(3)
+    calls = []
+    threads.parallel_slices(lambda sl: calls.append((sl, threading.get_ident())), 9, blas=True)
+    assert calls == [(slice(0, 9), threading.get_ident())]  # one call, in this thread: the BLAS threads itself
+    calls.clear()
+    threads.parallel_slices(lambda sl: calls.append(sl), 9)  # elementwise work still splits
+    assert len(calls) == 3
 
 
 @pytest.mark.parametrize("name", ["relu", "leaky_relu"])
