@@ -435,21 +435,20 @@ _RECIPES = [
                  "resolution with stride-2 convolutions; their shortcut is a 1x1 stride-2 convolution + BN."),
     Recipe("mnist_best", "Our MNIST recipe: compact VGG-style net with BN, dropout, shift augmentation, Adam "
            "with OneCycle",
-           _mnist_best, batch_size=128, epochs=15, augment="shift:2:any",
+           _mnist_best, batch_size=128, epochs=20, augment="shift:2:any",
            optimizer_fn=_onecycle_adam(0.005),
            notes="Aims at >= 99.6% on the MNIST test set in <= 15 minutes on 2 CPU cores (about 9 MFLOPs "
                  "per image forward). The OneCycle schedule spans steps_per_epoch x epochs: pass the real "
-                 "steps_per_epoch to compiled() when the batch size or training set differs. Measured on a "
-                 "shared 2-core machine: 0.13 s per 128-image training step (about 60 s an epoch). Not yet "
-                 "trained to completion here: the 99.6% target is unverified."),
+                 "steps_per_epoch to compiled() when the batch size or training set differs. About 40 s per "
+                 "epoch on 2 cores; BENCHMARKS.md has the measured accuracy."),
     Recipe("fashion_best", "Our Fashion-MNIST recipe: VGG-style with BN, dropout, global average pooling, "
            "shift/flip augmentation, Adam with cosine decay",
            _fashion_best, batch_size=128, epochs=18, augment="shift:2:any,flip:horizontal",
            dataset="fashion_mnist", optimizer_fn=_cosine_adam(0.003),
            notes="Aims at >= 94% on the Fashion-MNIST test set in <= 30 minutes on 2 CPU cores. Horizontal "
                  "flips are label-preserving for clothing. Cosine decay spans steps_per_epoch x epochs. About "
-                 "15 MFLOPs per image; 0.19 s per 128-image step on a shared 2-core machine (about 27 "
-                 "minutes for 18 epochs). Not yet trained to completion here: the 94% target is unverified."),
+                 "15 MFLOPs per image; about 55 s per epoch on 2 cores. BENCHMARKS.md has the measured "
+                 "accuracy (short of 94%)."),
     Recipe("digits_small", "Small CNN for scikit-learn's 8x8 digits (the default of `cnnlab train`)",
            _digits_small, batch_size=32, epochs=30, optimizer_fn=_cosine_adam(0.003),
            dataset="digits", input_shape=(8, 8, 1),
