@@ -7,8 +7,9 @@ variance used both to normalise and to update the moving variance.
 Speed: the input is seen as rows of C values, ``(M, C)``, and walked in blocks
 of rows small enough to stay in cache, so each pass over the data does all of
 its elementwise work at once. The cache keeps ``x`` and the statistics rather
-than a normalised copy. Channel sums accumulate in float64, block by block in a
-fixed order: the result does not depend on the number of threads.
+than a normalised copy. Channel sums add a few dozen values at a time in the
+input's dtype, then go on in float64 across folds and blocks, always in the same
+order: the result does not depend on the number of threads.
 """
 from dataclasses import dataclass
 
