@@ -14,6 +14,7 @@ with OpenBLAS threading each GEMM and 22 ms with one BLAS thread per chunk.
 Where the BLAS offers no per-thread setting (not OpenBLAS >= 0.3.27), chunks
 that call it run serially and the BLAS threads itself, as before.
 """
+import contextlib
 import ctypes
 import os
 import threading
@@ -106,11 +107,28 @@ if hasattr(os, "register_at_fork"):
 
 def _run(fn, sl):
     _local.inside = True
-    old = _blas_local(1) if _blas_local is not None else None
     try:
         fn(sl)
     finally:
         _local.inside = False
+
+
+def _run_in_worker(fn, sl):
+    # Our pool threads run nothing but chunks, so their BLAS setting is never put back.
+    # (OpenBLAS's "local" setting acts process-wide in some builds: putting it back per
+    # chunk raced with the calling thread's and could leave the process at one thread.)
+    if _blas_local is not None:
+        _blas_local(1)
+    _run(fn, sl)
+
+
+@contextlib.contextmanager
+def _one_blas_thread():
+    """The calling thread's BLAS on one thread for the duration; its setting restored after."""
+    old = _blas_local(1) if _blas_local is not None else None
+    try:
+        yield
+    finally:
         if old is not None:
             _blas_local(old)
 
@@ -120,9 +138,9 @@ def parallel_slices(fn, n, work=None, blas=False):
 
     ``work`` is the number of elements touched (default ``n``); below ``MIN_WORK``, with one
     thread, or when called from inside a chunk, ``fn(slice(0, n))`` runs inline. The first
-    chunk runs in the calling thread, and every chunk calls the BLAS with one thread. ``blas``
-    says that ``fn`` calls the BLAS: without a per-thread BLAS setting it then runs inline, so
-    that the BLAS's threads and ours do not oversubscribe the cores. The first exception raised
+    chunk runs in the calling thread. ``blas`` says that ``fn`` calls the BLAS: it then does so
+    with one BLAS thread, inline or not; without a per-thread BLAS setting it runs inline and
+    the BLAS threads itself, so that its threads and ours do not oversubscribe the cores. The first exception raised
     by any chunk is re-raised once every chunk has finished.
     """
     k = min(num_threads(), n)
@@ -130,24 +148,25 @@ def parallel_slices(fn, n, work=None, blas=False):
         fn(slice(0, n))
         return
     if k <= 1 or (n if work is None else work) < MIN_WORK:
-        if num_threads() == 1:  # one thread means one, BLAS included
-            _run(fn, slice(0, n))
-        else:
+        # inline, but still on one BLAS thread: a small GEMM on OpenBLAS's threads would wake
+        # them, and they would spin through the chunks that follow
+        with _one_blas_thread() if blas else contextlib.nullcontext():
             fn(slice(0, n))
         return
     bounds = [n * i // k for i in range(k + 1)]
     pool = _pool()
-    futures = [pool.submit(_run, fn, slice(bounds[i], bounds[i + 1])) for i in range(1, k)]
     error = None
-    try:
-        _run(fn, slice(bounds[0], bounds[1]))
-    except BaseException as e:  # still wait: the other chunks are writing into shared outputs
-        error = e
-    for f in futures:
+    with _one_blas_thread():  # restored only once every chunk is done
+        futures = [pool.submit(_run_in_worker, fn, slice(bounds[i], bounds[i + 1])) for i in range(1, k)]
         try:
-            f.result()
-        except BaseException as e:
-            error = error or e
+            _run(fn, slice(bounds[0], bounds[1]))
+        except BaseException as e:  # still wait: the other chunks are writing into shared outputs
+            error = e
+        for f in futures:
+            try:
+                f.result()
+            except BaseException as e:
+                error = error or e
     if error is not None:
         raise error
 

@@ -238,6 +238,25 @@ def test_chunks_run_on_one_blas_thread(no_threshold):
 
     threads.parallel_slices(fn, 2, blas=True)
     assert seen == [1, 1]
+    threads.set_num_threads(1)  # inline: still one BLAS thread (a GEMM there must not wake the BLAS's own)
+    seen.clear()
+    threads.parallel_slices(fn, 2, blas=True)
+    assert seen == [1]
+
+
+def test_callers_blas_setting_is_restored_after_the_chunks(no_threshold):
+    # the worker's chunk ends last: its own setting must not be what the caller is left with
+    if not threads.blas_in_chunks():
+        pytest.skip("no per-thread BLAS setting")
+    threads.set_num_threads(2)
+    before = threads._blas_local(2)
+    try:
+        for _ in range(20):  # whichever thread sets its BLAS first
+            threads.parallel_slices(lambda sl: time.sleep(0.005 if sl.start else 0), 2, blas=True)
+            now = threads._blas_local(2)
+            assert now == 2
+    finally:
+        threads._blas_local(before)
 
 
 def test_blas_chunks_run_inline_without_per_thread_setting(no_threshold, monkeypatch):
