@@ -72,15 +72,14 @@ class _Tiled:
 
     def __call__(self, r):
         if r not in self.cache:
-            self.cache[r] = [np.tile(v, r) if np.ndim(v) else v for v in self.vectors]
+            self.cache[r] = [np.tile(v, r) for v in self.vectors]
         return self.cache[r]
 
 
-def _sum_rows(a, r=None):
-    """Column sums of a block (m, C): folded wide, in the block's dtype (a few dozen rows each),
-    then in float64 across the fold and (by the caller) across blocks."""
-    r = r or _fold(a.shape[0])
-    return _wide(a, r).sum(axis=0).reshape(r, a.shape[1]).sum(axis=0, dtype=np.float64)  # (C,)
+def _sum_wide(w, C):
+    """Channel sums of a folded block (m / r, r * C): down the rows in the block's dtype (a few
+    dozen values each), then in float64 across the fold and (by the caller) across blocks."""
+    return w.sum(axis=0).reshape(-1, C).sum(axis=0, dtype=np.float64)  # (C,)
 
 
 def _per_block(fn, M, C, n_sums=0):
@@ -104,7 +103,7 @@ def forward_train(x, gamma, beta, epsilon=1e-3):
     dtype = x.dtype
 
     def sum_x(rs, out):
-        out[0] = _sum_rows(x2[rs])
+        out[0] = _sum_wide(_wide(x2[rs], _fold(rs.stop - rs.start)), C)
 
     mean64 = _per_block(sum_x, M, C, 1)[0] / M                            # (C,)
     mean = mean64.astype(dtype)
@@ -115,7 +114,7 @@ def forward_train(x, gamma, beta, epsilon=1e-3):
         r = _fold(rs.stop - rs.start)
         xc = _wide(x2[rs], r) - tiled(r)[0]
         xc *= xc
-        out[0] = _sum_rows(xc.reshape(-1, C), r)
+        out[0] = _sum_wide(xc, C)
 
     var64 = _per_block(sum_sq, M, C, 1)[0] / M                            # (C,) biased, as Keras
     inv_std = (1.0 / np.sqrt(var64 + epsilon)).astype(dtype)              # (C,)
@@ -161,10 +160,10 @@ def backward(dy, cache):
     def sums(rs, out):  # sum(dy) and sum(dy * (x - mean))
         r = _fold(rs.stop - rs.start)
         dys = _wide(dy2[rs], r)
-        out[0] = _sum_rows(dy2[rs], r)
+        out[0] = _sum_wide(dys, C)
         t = _wide(c.x[rs], r) - tiled(r)[0]
         t *= dys
-        out[1] = _sum_rows(t.reshape(-1, C), r)
+        out[1] = _sum_wide(t, C)
 
     s = _per_block(sums, M, C, 2)
     dbeta = s[0].astype(dy.dtype)                                         # (C,)
