@@ -357,7 +357,8 @@ def build_parser():
     t.add_argument("--batch-size", type=int, metavar="N")
     t.add_argument("--optimizer", metavar="NAME", help="sgd, adam, adamw, rmsprop, adagrad, adadelta")
     t.add_argument("--lr", type=float, metavar="X", help="learning rate")
-    t.add_argument("--augment", metavar="SPEC", help='e.g. "shift:1,flip:horizontal"; "none" for none')
+    t.add_argument("--augment", metavar="SPEC", help='e.g. "shift:1,flip:horizontal" or "affine:10:0.1:0.1" '
+                   '(degrees, zoom, translate[, shear]); "none" for none')
     t.add_argument("--seed", type=int, metavar="N", help="random seed (default 0)")
     t.add_argument("--out", metavar="RUN_DIR", help="run directory (default runs/<model>-<data>-<time>)")
     t.add_argument("--validation-split", type=float, metavar="F", help="fraction held out from the end")

@@ -1,8 +1,8 @@
 """On-the-fly augmentation of float32 NHWC batches, vectorised over the batch.
 
 Each transform is ``t(x, rng) -> new array`` (the input is not modified; labels are not its
-business) with ``get_config()``; ``parse("shift:1,flip:horizontal,crop:4,erase:0.5")`` builds
-a ``Compose`` from a command-line string.
+business) with ``get_config()``; ``parse("shift:1,flip:horizontal,crop:4,erase:0.5,affine:10:0.1")``
+builds a ``Compose`` from a command-line string.
 """
 import numpy as np
 
@@ -152,6 +152,77 @@ class RandomErasing:
         return {"name": "erase", "p": self.p, "scale": list(self.scale), "ratio": list(self.ratio), "value": self.value}
 
 
+def warp_affine(x, M, offset, fill=0.0):
+    """Bilinear resampling of each image under its own affine map, ``fill`` outside.
+
+    ``out[n, p] = x[n] sampled at M[n] @ (p - c) + c + offset[n]``, with ``p`` and
+    ``c`` (the image centre) as (row, col) and ``M`` (N, 2, 2) mapping output to
+    input coordinates. Vectorised over images and pixels: four gathers in all.
+    """
+    n, h, w, C = x.shape
+    cy, cx = (h - 1) / 2, (w - 1) / 2
+    rows, cols = np.meshgrid(np.arange(h) - cy, np.arange(w) - cx, indexing="ij")
+    grid = np.stack([rows.ravel(), cols.ravel()])                      # (2, h*w)
+    src = np.asarray(M, np.float64) @ grid                             # (n, 2, h*w)
+    sy = src[:, 0] + (cy + offset[:, 0:1])                             # (n, h*w)
+    sx = src[:, 1] + (cx + offset[:, 1:2])
+    y0, x0 = np.floor(sy), np.floor(sx)
+    wy, wx = (sy - y0).astype(x.dtype), (sx - x0).astype(x.dtype)
+    # a one-pixel border of fill: corners beyond it clip onto it, so they read fill too
+    padded = np.full((n, h + 2, w + 2, C), fill, x.dtype)             # (n, h+2, w+2, C)
+    padded[:, 1:-1, 1:-1] = x
+    flat = padded.reshape(n, -1, C)                                    # (n, (h+2)*(w+2), C)
+    iy0 = np.clip(y0, -1, h).astype(np.intp) + 1
+    iy1 = np.clip(y0 + 1, -1, h).astype(np.intp) + 1
+    ix0 = np.clip(x0, -1, w).astype(np.intp) + 1
+    ix1 = np.clip(x0 + 1, -1, w).astype(np.intp) + 1
+
+    def at(iy, ix):
+        return np.take_along_axis(flat, (iy * (w + 2) + ix)[:, :, None], axis=1)  # (n, h*w, C)
+
+    wy, wx = wy[:, :, None], wx[:, :, None]
+    out = ((at(iy0, ix0) * (1 - wx) + at(iy0, ix1) * wx) * (1 - wy)
+           + (at(iy1, ix0) * (1 - wx) + at(iy1, ix1) * wx) * wy)
+    return out.reshape(x.shape)
+
+
+class RandomAffine:
+    """Rotate, zoom, shear and translate each image by its own random amounts (bilinear, ``fill`` outside).
+
+    ``rotation`` and ``shear``: at most that many degrees either way; ``zoom``: scale factor
+    uniform in ``[1 - zoom, 1 + zoom]``; ``translate``: at most that fraction of the height and
+    width either way. All about the image centre, drawn uniformly and independently per image
+    (what Keras's RandomRotation, RandomZoom and RandomTranslation do one at a time).
+    """
+
+    def __init__(self, rotation=0.0, zoom=0.0, translate=0.0, shear=0.0, fill=0.0):
+        for name, value, top in (("rotation", rotation, 180), ("zoom", zoom, 1), ("translate", translate, 1),
+                                 ("shear", shear, 90)):
+            if not 0 <= float(value) < top:  # zoom 1 could draw scale 0, shear 90 an infinite slope
+                raise ValueError(f"RandomAffine: {name} must be in [0, {top}), got {value}")
+        self.rotation, self.zoom, self.translate = float(rotation), float(zoom), float(translate)
+        self.shear, self.fill = float(shear), float(fill)
+
+    def __call__(self, x, rng):
+        _check_batch(x, "RandomAffine")
+        n, h, w, _ = x.shape
+        theta = np.deg2rad(rng.uniform(-self.rotation, self.rotation, size=n))
+        scale = rng.uniform(1 - self.zoom, 1 + self.zoom, size=n)
+        shear = np.tan(np.deg2rad(rng.uniform(-self.shear, self.shear, size=n)))
+        shift = rng.uniform(-self.translate, self.translate, size=(n, 2)) * (h, w)
+        cos, sin = np.cos(theta), np.sin(theta)
+        # forward map A = rotation @ shear @ scale; sampling needs its inverse
+        inv = np.empty((n, 2, 2))
+        inv[:, 0, 0], inv[:, 0, 1] = cos, sin
+        inv[:, 1, 0], inv[:, 1, 1] = -sin - shear * cos, cos - shear * sin
+        inv /= scale[:, None, None]
+        return warp_affine(x, inv, -np.einsum("nij,nj->ni", inv, shift), self.fill)
+
+    def get_config(self):
+        return {"name": "affine", "rotation": self.rotation, "zoom": self.zoom, "translate": self.translate,
+                "shear": self.shear, "fill": self.fill}
+
+
 class Compose:
     """Apply ``transforms`` in order."""
 
@@ -170,7 +241,8 @@ class Compose:
         return {"name": "compose", "transforms": [t.get_config() for t in self.transforms]}
 
 
-_CLASSES = {"shift": RandomShift, "flip": RandomFlip, "crop": RandomCrop, "erase": RandomErasing, "compose": Compose}
+_CLASSES = {"shift": RandomShift, "flip": RandomFlip, "crop": RandomCrop, "erase": RandomErasing,
+            "affine": RandomAffine, "compose": Compose}
 
 
 def from_config(config):
@@ -184,10 +256,14 @@ def from_config(config):
     return _CLASSES[name](**cfg)
 
 
+_PARSED = ("shift", "flip", "crop", "erase", "affine")
+
+
 def parse(spec):
     """``"shift:1,flip:horizontal,crop:4,erase:0.5"`` -> ``Compose``; ``""``/``"none"`` -> empty.
 
-    Items are ``name[:arg[:arg]]``: ``shift:N[:four|any]``, ``flip:MODE``, ``crop:PADDING``, ``erase:P``.
+    Items are ``name[:arg[:arg]]``: ``shift:N[:four|any]``, ``flip:MODE``, ``crop:PADDING``, ``erase:P``,
+    ``affine:DEGREES[:ZOOM[:TRANSLATE[:SHEAR]]]`` (see ``RandomAffine``).
     """
     transforms = []
     for item in (s.strip() for s in (spec or "").split(",")):
@@ -195,8 +271,8 @@ def parse(spec):
             continue
         name, *args = [a.strip() for a in item.split(":")]
         name = name.lower()
-        if name not in ("shift", "flip", "crop", "erase"):
-            raise unknown_name_error("augmentation", name, ("shift", "flip", "crop", "erase"))
+        if name not in _PARSED:
+            raise unknown_name_error("augmentation", name, _PARSED)
         try:
             if name == "shift":
                 t = RandomShift(int(args[0]) if args else 1, *(args[1:2]))
@@ -204,6 +280,8 @@ def parse(spec):
                 t = RandomFlip(args[0] if args else "horizontal")
             elif name == "crop":
                 t = RandomCrop(int(args[0]) if args else 4)
+            elif name == "affine":
+                t = RandomAffine(*(float(a) for a in args[:4]))
             else:
                 t = RandomErasing(float(args[0]) if args else 0.5)
         except (TypeError, ValueError) as e:

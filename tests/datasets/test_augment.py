@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from cnnlab.datasets import BatchIterator, augment
-from cnnlab.datasets.augment import (Compose, RandomCrop, RandomErasing, RandomFlip, RandomShift,
-                                     from_config, parse)
+from cnnlab.datasets.augment import (Compose, RandomAffine, RandomCrop, RandomErasing, RandomFlip,
+                                     RandomShift, from_config, parse, shift, warp_affine)
 
 
 def batch(n=64, h=7, w=9, c=2, seed=0):
@@ -89,10 +89,76 @@ def test_erasing_sets_one_rectangle():
     assert 12 < erased < 38
 
 
+def bilinear_reference(img, M, offset, fill):
+    """One image warped pixel by pixel: bilinear between the four neighbours, ``fill`` off the image."""
+    h, w, _ = img.shape
+    c = np.array([(h - 1) / 2, (w - 1) / 2])
+    out = np.zeros_like(img, dtype=np.float64)
+    for r in range(h):
+        for q in range(w):
+            sy, sx = M @ (np.array([r, q]) - c) + c + offset
+            y0, x0 = int(np.floor(sy)), int(np.floor(sx))
+            for yy, wy in ((y0, 1 - (sy - y0)), (y0 + 1, sy - y0)):
+                for xx, wx in ((x0, 1 - (sx - x0)), (x0 + 1, sx - x0)):
+                    v = img[yy, xx] if 0 <= yy < h and 0 <= xx < w else fill
+                    out[r, q] += wy * wx * v
+    return out
+
+
+def test_warp_affine_matches_a_pixel_loop():
+    rng = np.random.default_rng(0)
+    x = batch(5, 7, 9, 2)
+    M = rng.normal(size=(5, 2, 2)) * 0.6 + np.eye(2)
+    offset = rng.normal(size=(5, 2)) * 3  # some samples land off the image
+    got = warp_affine(x, M, offset, fill=-0.5)
+    assert got.shape == x.shape and got.dtype == np.float32
+    for k in range(5):
+        np.testing.assert_allclose(got[k], bilinear_reference(x[k], M[k], offset[k], -0.5), rtol=1e-5, atol=1e-5)
+
+
+class Highest:
+    """A stand-in generator whose ``uniform`` always draws the top of the range."""
+
+    def uniform(self, low, high, size=None):
+        return np.broadcast_to(np.asarray(high, float), size).copy()
+
+
+def test_affine_identity_rotation_and_translation():
+    x = batch(4, 8, 8, 3)
+    np.testing.assert_array_equal(RandomAffine()(x, np.random.default_rng(0)), x)
+    turned = RandomAffine(rotation=90)(x, Highest())
+    # +90 degrees turns the picture counter-clockwise: the top row becomes the left column
+    np.testing.assert_allclose(turned, np.rot90(x, 1, axes=(1, 2)), atol=1e-6)
+    moved = RandomAffine(translate=0.25)(x, Highest())                 # 2 pixels down and right
+    np.testing.assert_allclose(moved, shift(x, 2, 2), atol=1e-6)
+
+
+def test_affine_zoom_and_shear_follow_the_documented_map():
+    x = batch(3, 6, 7, 1)
+    got = RandomAffine(zoom=0.5, shear=20)(x, Highest())               # scale 1.5, shear tan(20 deg)
+    k = np.tan(np.deg2rad(20))
+    A = 1.5 * np.array([[1.0, 0.0], [k, 1.0]])                          # output = A @ (input - c) + c
+    for i in range(3):
+        np.testing.assert_allclose(got[i], bilinear_reference(x[i], np.linalg.inv(A), np.zeros(2), 0.0),
+                                   rtol=1e-5, atol=1e-5)
+
+
+def test_affine_draws_per_image_and_is_reproducible():
+    x = np.repeat(batch(1, 9, 9, 1), 6, axis=0)
+    t = RandomAffine(rotation=15, zoom=0.1, translate=0.1)
+    a, b = t(x, np.random.default_rng(5)), t(x, np.random.default_rng(5))
+    np.testing.assert_array_equal(a, b)
+    assert len({a[i].tobytes() for i in range(6)}) == 6                 # one draw per image
+    with pytest.raises(ValueError, match=r"RandomAffine: zoom must be in \[0, 1\), got 1.5"):
+        RandomAffine(zoom=1.5)
+
+
 def test_compose_parse_and_config():
-    t = parse("shift:1,flip:horizontal,crop:4,erase:0.5")
+    t = parse("shift:1,flip:horizontal,crop:4,erase:0.5,affine:10:0.1:0.05")
     assert isinstance(t, Compose) and [type(s) for s in t.transforms] == [RandomShift, RandomFlip, RandomCrop,
-                                                                             RandomErasing]
+                                                                             RandomErasing, RandomAffine]
+    assert t.transforms[-1].get_config() == {"name": "affine", "rotation": 10.0, "zoom": 0.1, "translate": 0.05,
+                                             "shear": 0.0, "fill": 0.0}
     cfg = json.loads(json.dumps(t.get_config()))
     again = from_config(cfg)
     x = batch(8)
