@@ -164,26 +164,21 @@ def warp_affine(x, M, offset, fill=0.0):
     rows, cols = np.meshgrid(np.arange(h) - cy, np.arange(w) - cx, indexing="ij")
     grid = np.stack([rows.ravel(), cols.ravel()])                      # (2, h*w)
     src = np.asarray(M, np.float64) @ grid                             # (n, 2, h*w)
-    sy = src[:, 0] + (cy + offset[:, 0:1])                             # (n, h*w)
-    sx = src[:, 1] + (cx + offset[:, 1:2])
+    # a two-pixel border of fill; coordinates off the image clip to -1.5 or size + 0.5,
+    # whose four neighbours all lie in that border, so they read fill only
+    sy = np.clip(src[:, 0] + (cy + offset[:, 0:1]), -1.5, h + 0.5)    # (n, h*w)
+    sx = np.clip(src[:, 1] + (cx + offset[:, 1:2]), -1.5, w + 0.5)
     y0, x0 = np.floor(sy), np.floor(sx)
-    wy, wx = (sy - y0).astype(x.dtype), (sx - x0).astype(x.dtype)
-    # a one-pixel border of fill: corners beyond it clip onto it, so they read fill too
-    padded = np.full((n, h + 2, w + 2, C), fill, x.dtype)             # (n, h+2, w+2, C)
-    padded[:, 1:-1, 1:-1] = x
-    flat = padded.reshape(n, -1, C)                                    # (n, (h+2)*(w+2), C)
-    iy0 = np.clip(y0, -1, h).astype(np.intp) + 1
-    iy1 = np.clip(y0 + 1, -1, h).astype(np.intp) + 1
-    ix0 = np.clip(x0, -1, w).astype(np.intp) + 1
-    ix1 = np.clip(x0 + 1, -1, w).astype(np.intp) + 1
-
-    def at(iy, ix):
-        return np.take_along_axis(flat, (iy * (w + 2) + ix)[:, :, None], axis=1)  # (n, h*w, C)
-
-    wy, wx = wy[:, :, None], wx[:, :, None]
-    out = ((at(iy0, ix0) * (1 - wx) + at(iy0, ix1) * wx) * (1 - wy)
-           + (at(iy1, ix0) * (1 - wx) + at(iy1, ix1) * wx) * wy)
-    return out.reshape(x.shape)
+    wy, wx = (sy - y0).astype(x.dtype)[:, :, None], (sx - x0).astype(x.dtype)[:, :, None]
+    W2 = w + 4
+    padded = np.full((n, h + 4, W2, C), fill, x.dtype)                 # (n, h+4, w+4, C)
+    padded[:, 2:-2, 2:-2] = x
+    flat = padded.reshape(-1, C)                                       # (n*(h+4)*(w+4), C)
+    i00 = ((y0.astype(np.intp) + 2) * W2 + x0.astype(np.intp) + 2
+           + (np.arange(n) * (h + 4) * W2)[:, None])                   # (n, h*w): top-left neighbour
+    top = flat.take(i00, axis=0) * (1 - wx) + flat.take(i00 + 1, axis=0) * wx      # (n, h*w, C)
+    bottom = flat.take(i00 + W2, axis=0) * (1 - wx) + flat.take(i00 + W2 + 1, axis=0) * wx
+    return (top * (1 - wy) + bottom * wy).reshape(x.shape)
 
 
 class RandomAffine:
