@@ -28,6 +28,7 @@ import cnnlab  # noqa: E402
 from cnnlab import zoo  # noqa: E402
 from cnnlab.datasets import augment as augment_mod  # noqa: E402
 from cnnlab.datasets import load  # noqa: E402
+from cnnlab.ops import threads  # noqa: E402
 from cnnlab.random import set_random_seed  # noqa: E402
 from cnnlab.training.callbacks import Callback  # noqa: E402
 
@@ -56,15 +57,7 @@ class TestEachEpoch(Callback):
         print(f"  epoch {epoch + 1}: test accuracy {acc:.4f}", flush=True)
 
 
-def _blas_threads():
-    try:
-        from threadpoolctl import threadpool_info
-        return max((i["num_threads"] for i in threadpool_info() if i.get("user_api") == "blas"), default=None)
-    except ImportError:
-        return None
-
-
-def run(recipe_name, data, epochs=None, seed=0, batch_size=None, out_dir=None):
+def run(recipe_name, data, epochs=None, seed=0, batch_size=None, out_dir=None, augment=None):
     recipe = zoo.get(recipe_name)
     ds = load(data)
     x_train, x_test = ds.x_train.astype(np.float32) / 255, ds.x_test.astype(np.float32) / 255
@@ -75,7 +68,8 @@ def run(recipe_name, data, epochs=None, seed=0, batch_size=None, out_dir=None):
     model = recipe.compiled(input_shape=x_train.shape[1:], num_classes=len(ds.class_names),
                             steps_per_epoch=steps, epochs=epochs)
     tester = TestEachEpoch(x_test, ds.y_test.astype(np.int64))
-    augment = augment_mod.parse(recipe.augment) if recipe.augment else None
+    augment_spec = recipe.augment if augment is None else augment
+    augment = augment_mod.parse(augment_spec) if augment_spec else None
     start = time.perf_counter()
     model.fit(x_train, ds.y_train.astype(np.int64), batch_size=batch_size, epochs=epochs, verbose=2,
               callbacks=[tester], augment=augment, seed=seed, run_dir=out_dir)
@@ -84,8 +78,8 @@ def run(recipe_name, data, epochs=None, seed=0, batch_size=None, out_dir=None):
            "test_accuracy": tester.accuracies[-1],
            "best_epoch": int(np.argmax(tester.accuracies)) + 1,
            "per_epoch_test_accuracy": tester.accuracies, "wall_seconds": round(wall, 1),
-           "cores": len(os.sched_getaffinity(0)), "blas_threads": _blas_threads(), "seed": seed, "version": cnnlab.__version__,
-           "batch_size": batch_size, "augment": recipe.augment, "claim": recipe.claim,
+           "cores": len(os.sched_getaffinity(0)), "threads": threads.num_threads(), "seed": seed, "version": cnnlab.__version__,
+           "batch_size": batch_size, "augment": augment_spec, "claim": recipe.claim,
            "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
     os.makedirs(RESULTS, exist_ok=True)
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
@@ -118,7 +112,10 @@ def write_table():
             met = "yes" if ok else "**no**"
         else:
             target_s, met = "-", "-"
-        cmd = f"`python bench/accuracy.py {r['recipe']} --data {r.get('data_arg', r['dataset'])} --epochs {r['epochs']}`"
+        cmd = f"python bench/accuracy.py {r['recipe']} --data {r.get('data_arg', r['dataset'])} --epochs {r['epochs']}"
+        if r["recipe"] in zoo.RECIPES and (r.get("augment") or None) != (zoo.get(r["recipe"]).augment or None):
+            cmd += f" --augment {r.get('augment') or 'none'}"
+        cmd = f"`{cmd}`"
         lines.append(f"| {r['recipe']} | {r['dataset']} | {r['epochs']} | {r.get('augment') or '-'} | "
                      f"{r['test_accuracy']:.2%} | "
                      f"{r.get('claim') or '-'} | {target_s} | {met} | {r['wall_seconds'] / 60:.1f} min | {r['cores']} | {cmd} |")
@@ -150,13 +147,14 @@ def main(argv=None):
     p.add_argument("--epochs", type=int)
     p.add_argument("--batch-size", type=int)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--augment", help="augmentation spec instead of the recipe's (e.g. 'affine:10:0.1:0.1', 'none')")
     p.add_argument("--run-dir", help="also keep a run directory (checkpoints, log.csv)")
     p.add_argument("--table", action="store_true", help="only regenerate BENCHMARKS.md")
     args = p.parse_args(argv)
     if not args.table:
         if not args.recipe or not args.data:
             p.error("a recipe and --data are required (or --table)")
-        row = run(args.recipe, args.data, args.epochs, args.seed, args.batch_size, args.run_dir)
+        row = run(args.recipe, args.data, args.epochs, args.seed, args.batch_size, args.run_dir, args.augment)
         print(json.dumps(row))
     write_table()
 
