@@ -192,3 +192,30 @@ def matmul(a, b, out=None, split=0):
 
     parallel_slices(rows if split == 0 else cols, m if split == 0 else n, m * n * a.shape[1] // 16, blas=True)
     return out
+
+
+BLOCK_BYTES = 1 << 18   # of both operands' rows, per matmul_tn block
+MIN_BLOCK_ROWS = 1024
+
+
+def matmul_tn(a, b):
+    """``a.T @ b`` for tall, narrow ``a`` (M, K) and ``b`` (M, F): one GEMM per block of
+    rows, the partial products summed in block order.
+
+    One GEMM over all M rows, with an output far too small to reuse the operands it
+    packs, was measured 2-3x slower than blocks that stay in cache (dW of a
+    1-channel 3x3 conv over 128 MNIST images: 1.76 vs 0.74 ms). The blocks depend
+    only on the shapes, so the result does not depend on the number of threads.
+    """
+    M, K = a.shape
+    F = b.shape[1]
+    rows = max(MIN_BLOCK_ROWS, BLOCK_BYTES // (a.itemsize * (K + F)))
+    n_blocks = -(-M // rows)
+    parts = np.empty((n_blocks, K, F), np.result_type(a, b))              # (blocks, K, F)
+
+    def blocks(sl):
+        for k in range(sl.start, sl.stop):
+            np.matmul(a[k * rows:(k + 1) * rows].T, b[k * rows:(k + 1) * rows], out=parts[k])
+
+    parallel_slices(blocks, n_blocks, M * K * F // 16, blas=True)
+    return parts.sum(axis=0)                                               # (K, F)

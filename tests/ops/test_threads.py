@@ -208,6 +208,33 @@ def test_matmul_identical_and_exact(no_threshold, split):
     np.testing.assert_allclose(pair[0][1], a[:, ::2].T @ c, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("k_major", [False, True])
+def test_matmul_tn_blocks_identical_and_exact(no_threshold, monkeypatch, k_major):
+    monkeypatch.setattr(threads, "MIN_BLOCK_ROWS", 8)
+    monkeypatch.setattr(threads, "BLOCK_BYTES", 8 * 4 * (10 + 6))  # 8-row blocks, a ragged last one
+    a = rng_array((10, 203)).T if k_major else rng_array((203, 10))  # as conv2d's two column layouts
+    b = rng_array((203, 6), seed=1)
+    pair = serial_and_threaded(lambda: threads.matmul_tn(a, b))
+    assert_identical(pair)
+    np.testing.assert_allclose(pair[0][0], a.astype(np.float64).T @ b, rtol=1e-5, atol=1e-5)
+
+
+def test_conv_dW_by_row_blocks(no_threshold, monkeypatch):
+    monkeypatch.setattr(threads, "MIN_BLOCK_ROWS", 16)
+    monkeypatch.setattr(threads, "BLOCK_BYTES", 16 * 4 * 20)
+    x, W, b = rng_array((6, 9, 8, 1)), rng_array((3, 3, 1, 5), seed=1), rng_array((5,), seed=2)
+    y, c = conv2d.forward(x, W, b, padding="same")
+    dy = rng_array(y.shape, seed=3)
+    _, dW, db = conv2d.backward(dy, c, need_dx=False)
+    xp_ = np.pad(x.astype(np.float64), ((0, 0), (1, 1), (1, 1), (0, 0)))
+    ref = np.zeros(W.shape)
+    for i in range(3):
+        for j in range(3):
+            ref[i, j] = np.einsum("nhwc,nhwf->cf", xp_[:, i:i + 9, j:j + 8], dy)
+    np.testing.assert_allclose(dW, ref, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(db, dy.sum(axis=(0, 1, 2)), rtol=1e-5, atol=1e-5)
+
+
 def test_dense_identical(no_threshold):
     x, W, b = rng_array((9, 31)), rng_array((31, 17), seed=1), rng_array((17,), seed=2)
 
