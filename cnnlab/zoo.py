@@ -190,9 +190,10 @@ by one pixel, then a mirror with probability 1/2. Mirroring digits is not label-
 2, 3, 4, 7 is no digit) - a questionable choice kept as the seed made it.
 Seed bugs: (1) ReLU on the output layer, as in seed001; (2) dropout1 is computed but never used: conv2
 reads bn1, not dropout1, so only the second dropout is active (the faithful recipe omits the dead one);
-(3) the listing has a syntax error ("X reshaped"). seed001_bn_fixed: softmax output, dropout after
-both batch norms, and one-pixel shifts without the mirroring (measured: the faithful recipe with shifts
-only reaches 99.40% after 30 epochs, against 98.85% with the flips)."""
+(3) the listing has a syntax error ("X reshaped"). seed001_bn_fixed: softmax output and one-pixel shifts
+without the mirroring (measured: the faithful recipe with shifts only reaches 99.40% after 30 epochs,
+against 98.85% with the flips). It keeps the dropout the seed actually ran, after the second block only:
+reviving the dead first one was measured to cost accuracy (99.26%)."""
 
 
 def _seed001(shape, classes):
@@ -208,7 +209,7 @@ def _seed001_bn(shape, classes):
 
 
 def _seed001_bn_fixed(shape, classes):
-    return _seed001_body(shape, classes, bn=True, relu_output=False, dead_dropout=False, name="seed001_bn_fixed")
+    return _seed001_body(shape, classes, bn=True, relu_output=False, dead_dropout=True, name="seed001_bn_fixed")
 
 
 # ----- seeds 002 and 003: the TensorFlow "Deep MNIST" layout --------------------------------
@@ -405,8 +406,8 @@ _RECIPES = [
            augment="shift:1,flip:horizontal",
            claim="99.5% on MNIST (random 10k hold-out of 70k, epoch 30)",
            notes=SEED001_BN_NOTES + "\n" + SEED001_COMMON),
-    Recipe("seed001_bn_fixed", "Seed 001 batch-norm variant corrected: softmax output, dropout after both "
-           "batch norms",
+    Recipe("seed001_bn_fixed", "Seed 001 batch-norm variant corrected: softmax output, shifts without the "
+           "mirroring",
            _seed001_bn_fixed, optimizer=_opt("Adam", learning_rate=0.001, epsilon=1e-8), batch_size=128,
            epochs=30, augment="shift:1", notes=SEED001_BN_NOTES + "\n" + SEED001_COMMON),
     Recipe("seed002", "Seed 002: conv 5x5x32, pool, conv 5x5x64, pool, dense 1024, dropout 0.5; truncated "
