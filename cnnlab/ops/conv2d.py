@@ -9,8 +9,6 @@ from .im2col import empty, im2col, im2col_kmajor, offset_view, pad2d
 from .shape import normalize_tuple, window_output_shape
 from .threads import matmul, matmul_tn, parallel_slices
 
-SMALL_K = 64  # dW by blocks of rows up to this many columns (a first layer's 1 or 3 channels)
-
 
 class Conv2DCache:
     __slots__ = ("cols2d", "W2d", "has_b", "x_shape", "padded_shape", "pads", "kernel", "out", "strides", "dilation")
@@ -93,15 +91,7 @@ def backward(dy, cache, need_dx=True):
     K, F = kh * kw * C, c.W2d.shape[1]
     dy2d = dy.reshape(-1, F)                                               # (M, F)
     cols2d = c.cols2d
-    # measured: with row-major columns, (dy^T cols)^T beats cols^T dy in OpenBLAS; K-major the reverse.
-    # Either way the threads split the K + 1 rows of dW, so each sums over all of M at once; for
-    # few-channel inputs (small K) sums over blocks of M rows are 2-3x faster still.
-    if cols2d.shape[1] <= SMALL_K:
-        dWb = matmul_tn(cols2d, dy2d)                                      # (K or K + 1, F)
-    elif cols2d.strides[0] < cols2d.strides[1]:
-        dWb = matmul(cols2d.T, dy2d)                                       # (K or K + 1, F)
-    else:
-        dWb = matmul(dy2d.T, cols2d, split=1).T                            # (K or K + 1, F)
+    dWb = matmul_tn(cols2d, dy2d)                                          # (K or K + 1, F)
     dW = dWb[:K].reshape(kh, kw, C, F)                                     # (kh, kw, C, F)
     db = dWb[K].copy() if c.has_b else None                                # (F,): the ones column's row
     if not need_dx:

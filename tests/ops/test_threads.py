@@ -219,10 +219,11 @@ def test_matmul_tn_blocks_identical_and_exact(no_threshold, monkeypatch, k_major
     np.testing.assert_allclose(pair[0][0], a.astype(np.float64).T @ b, rtol=1e-5, atol=1e-5)
 
 
-def test_conv_dW_by_row_blocks(no_threshold, monkeypatch):
+@pytest.mark.parametrize("C", [1, 3])  # K-major and row-major columns
+def test_conv_dW_by_row_blocks(no_threshold, monkeypatch, C):
     monkeypatch.setattr(threads, "MIN_BLOCK_ROWS", 16)
-    monkeypatch.setattr(threads, "BLOCK_BYTES", 16 * 4 * 20)
-    x, W, b = rng_array((6, 9, 8, 1)), rng_array((3, 3, 1, 5), seed=1), rng_array((5,), seed=2)
+    monkeypatch.setattr(threads, "BLOCK_BYTES", 16)  # 16-row blocks: 27 of them
+    x, W, b = rng_array((6, 9, 8, C)), rng_array((3, 3, C, 5), seed=1), rng_array((5,), seed=2)
     y, c = conv2d.forward(x, W, b, padding="same")
     dy = rng_array(y.shape, seed=3)
     _, dW, db = conv2d.backward(dy, c, need_dx=False)
