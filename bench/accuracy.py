@@ -115,6 +115,8 @@ def write_table():
         cmd = f"python bench/accuracy.py {r['recipe']} --data {r.get('data_arg', r['dataset'])} --epochs {r['epochs']}"
         if r["recipe"] in zoo.RECIPES and (r.get("augment") or None) != (zoo.get(r["recipe"]).augment or None):
             cmd += f" --augment {r.get('augment') or 'none'}"
+        if r.get("seed", 0) != 0:
+            cmd += f" --seed {r['seed']}"
         cmd = f"`{cmd}`"
         lines.append(f"| {r['recipe']} | {r['dataset']} | {r['epochs']} | {r.get('augment') or '-'} | "
                      f"{r['test_accuracy']:.2%} | "
