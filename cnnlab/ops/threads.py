@@ -215,20 +215,18 @@ def matmul_tn(a, b):
     dtype = np.result_type(a, b)
     rows = max(MIN_BLOCK_ROWS, BLOCK_BYTES // (dtype.itemsize * (K + F)))
     n_blocks = -(-M // rows)
-    # row-major a: (b^T a) reads both blocks along their rows; K-major a: a^T is the row-major one
+    # row-major a: (b^T a)^T reads both blocks along their rows; K-major a: a^T is the row-major one
     k_major = a.strides[0] < a.strides[1]
+    lhs, rhs = (a, b) if k_major else (b, a)
     if n_blocks < MIN_BLOCKS or K > MAX_BLOCKED_K:
-        return matmul(a.T, b) if k_major else matmul(b.T, a, split=1).T
-    parts = np.empty((n_blocks,) + ((K, F) if k_major else (F, K)), dtype)  # (blocks, K, F) or (blocks, F, K)
+        total = matmul(lhs.T, rhs, split=0 if k_major else 1)
+    else:
+        parts = np.empty((n_blocks, lhs.shape[1], rhs.shape[1]), dtype)    # (blocks, K, F) or (blocks, F, K)
 
-    def blocks(sl):
-        for k in range(sl.start, sl.stop):
-            ak, bk = a[k * rows:(k + 1) * rows], b[k * rows:(k + 1) * rows]
-            if k_major:
-                np.matmul(ak.T, bk, out=parts[k])
-            else:
-                np.matmul(bk.T, ak, out=parts[k])
+        def blocks(sl):
+            for k in range(sl.start, sl.stop):
+                np.matmul(lhs[k * rows:(k + 1) * rows].T, rhs[k * rows:(k + 1) * rows], out=parts[k])
 
-    parallel_slices(blocks, n_blocks, M * K * F // 16, blas=True)
-    total = parts.sum(axis=0)
+        parallel_slices(blocks, n_blocks, M * K * F // 16, blas=True)
+        total = parts.sum(axis=0)
     return total if k_major else total.T                                   # (K, F)
