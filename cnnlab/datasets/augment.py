@@ -251,7 +251,7 @@ def from_config(config):
     return _CLASSES[name](**cfg)
 
 
-_PARSED = ("shift", "flip", "crop", "erase", "affine")
+_PARSED = tuple(name for name in _CLASSES if name != "compose")  # what a spec string can name
 
 
 def parse(spec):
