@@ -9,6 +9,7 @@ from cnnlab import layers as L
 from cnnlab import optimizers, zoo
 from cnnlab.datasets import augment
 from cnnlab.utils import set_random_seed
+from tests.helpers import one_blas_thread
 
 
 def conv(k, c_in, f, bias=True):
@@ -17,15 +18,6 @@ def conv(k, c_in, f, bias=True):
 
 def dense(n_in, n_out, bias=True):
     return n_in * n_out + (n_out if bias else 0)
-
-
-def _one_blas_thread():
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:
-        import contextlib
-        return contextlib.nullcontext()
-    return threadpool_limits(1)
 
 
 def summary_of(model):
@@ -199,7 +191,7 @@ def test_digits_small_reaches_97_percent():
     model = recipe.compiled(input_shape=data.input_shape, num_classes=data.num_classes,
                             steps_per_epoch=math.ceil(len(x_train) / recipe.batch_size))
     # Tiny GEMMs: one BLAS thread is ~10x faster than two spinning threads on a shared machine.
-    with _one_blas_thread():
+    with one_blas_thread():
         model.fit(x_train, data.y_train, batch_size=recipe.batch_size, epochs=recipe.epochs, verbose=0, seed=0)
     _, accuracy = model.evaluate(x_test, data.y_test)
     assert accuracy >= 0.97

@@ -239,4 +239,3 @@ def test_workspace_pool_drops_idle_buffers_over_the_cap(monkeypatch):
     assert len(im2col._POOL) == 2 and not np.shares_memory(b, keep)
     im2col.clear_workspace()
     assert im2col._POOL == []
-
