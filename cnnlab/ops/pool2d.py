@@ -1,8 +1,12 @@
 """2-D max / average / L2 pooling and global pooling, NHWC.
 
-Every mode loops over the ``ph * pw`` window offsets only; each offset's strided
-view covers all output pixels. Max pooling keeps the winning offset as a uint8
-index, the smallest cache that lets backward scatter without touching ``x``.
+Every mode loops over window offsets only; each offset's strided view covers all
+output pixels. Max pooling over windows that tile the input keeps the winning
+offset as a uint8 index, the smallest cache that lets backward scatter without
+touching ``x``. Overlapping (or gapped) max pooling is separable: a max along W,
+then along H, ``pw + ph`` taps instead of ``pw * ph`` (3x3 windows: 6 instead of 9,
+about half the time), each stage keeping one bool per later tap ("this tap beat
+the running max").
 """
 from ..backend import xp
 from .im2col import crop2d, empty, offset_view, pad2d
@@ -14,7 +18,7 @@ MODES = ("max", "avg", "l2")
 
 class Pool2DCache:
     __slots__ = ("mode", "x_shape", "padded_shape", "pads", "pool", "strides", "out", "tiles",
-                 "arg", "count", "xp_", "y")
+                 "arg", "count", "xp_", "y", "beats_w", "beats_h")
 
     def __init__(self, **kw):
         for k in self.__slots__:
@@ -48,6 +52,10 @@ def forward(x, pool_size=(2, 2), strides=None, padding="valid", mode="max", wher
 
     def views(sl):  # each tap's view of the samples in sl: (n, out_h, out_w, C)
         return (offset_view(xp_[sl], i, j, out_h, out_w, strides) for i, j in offsets)
+
+    if mode == "max" and not tiles:
+        _separable_max_forward(xp_, y, c)
+        return y, c
 
     if mode == "max":
         idx = xp.min_scalar_type(ph * pw - 1)                             # uint8 unless the window is huge
@@ -121,6 +129,8 @@ def backward(dy, cache):
     N, in_h, in_w, C = c.x_shape
     offsets = [(i, j) for i in range(ph) for j in range(pw)]
     dtype = dy.dtype
+    if c.beats_w is not None:
+        return crop2d(_separable_max_backward(dy, c), c.pads, in_h, in_w)  # (N, H, W, C)
     dxp = empty(c.padded_shape, dtype)                                    # (N, Hp, Wp, C)
     if c.mode == "max":
         hit = empty(dy.shape, bool)
@@ -167,6 +177,110 @@ def backward(dy, cache):
 
     parallel_slices(slice_backward, N, dy.size * len(offsets))
     return crop2d(dxp, c.pads, in_h, in_w)                                # (N, H, W, C)
+
+
+def _taps(a, axis, k, s, n):
+    """The k views of ``a`` along ``axis`` (1 = H, 2 = W) under each window offset, n windows."""
+    sl = [slice(t, t + (n - 1) * s + 1, s) for t in range(k)]
+    return [a[:, t] for t in sl] if axis == 1 else [a[:, :, t] for t in sl]
+
+
+# Below this many channels a W tap's view runs NumPy's inner loop over only C floats; one
+# strided copy then two ufuncs on the contiguous copy beat two ufuncs on the view (12
+# channels: 0.31 vs 0.43 ms; measured even at 32 and above, so the copy is skipped there).
+_COPY_TAPS_BELOW_C = 32
+
+
+def _max_stage(src, axis, k, s, m, beats, v):
+    """Max over k taps of ``src`` along ``axis`` into ``m``; ``beats[t - 1]`` = tap t beat taps < t.
+
+    Strict ``>``: a tie keeps the earlier tap. ``v`` is a scratch of m's shape for copied
+    taps, or None to work on the views.
+    """
+    taps = _taps(src, axis, k, s, m.shape[axis])
+    if k == 1:
+        m[...] = taps[0]
+        return
+    if v is None:
+        xp.greater(taps[1], taps[0], out=beats[0])
+        xp.maximum(taps[0], taps[1], out=m)
+        rest = range(2, k)
+    else:
+        xp.copyto(m, taps[0])
+        rest = range(1, k)
+    for t in rest:
+        if v is not None:
+            xp.copyto(v, taps[t])
+        tap = taps[t] if v is None else v
+        xp.greater(tap, m, out=beats[t - 1])
+        xp.maximum(m, tap, out=m)
+
+
+def _max_stage_backward(dm, beats, axis, k, s, d, g, later):
+    """Route ``dm`` (one stage's output gradient) to the tap that won: ``d`` (the stage's input).
+
+    Tap t won where it beat every earlier tap and no later one beat it. Taps t < s hit disjoint
+    positions and, when k >= s, cover the first n * s of them together: those are assigned,
+    the rest of ``d`` zeroed, and taps t >= s added. ``later[t]`` is scratch for the OR of
+    ``beats`` after tap t; ``g`` is scratch of ``dm``'s shape.
+    """
+    n = dm.shape[axis]
+    cover = n * s if k >= s else 0
+    (d[:, cover:] if axis == 1 else d[:, :, cover:]).fill(0)
+    views = _taps(d, axis, k, s, n)
+    won_later = [None] * k                                                # OR of beats of taps > t
+    for t in range(k - 2, -1, -1):
+        won_later[t] = beats[t] if won_later[t + 1] is None else xp.logical_or(won_later[t + 1], beats[t], out=later[t])
+    for t in range(k):
+        if t == 0:
+            won = None if won_later[0] is None else xp.logical_not(won_later[0], out=later[0])
+        else:
+            won = beats[t - 1] if won_later[t] is None else xp.greater(beats[t - 1], won_later[t], out=later[t])
+        if t < s:
+            if won is None:
+                views[t][...] = dm
+            else:
+                xp.multiply(dm, won, out=views[t])
+        else:
+            xp.multiply(dm, won, out=g)
+            views[t] += g
+
+
+def _separable_max_forward(xp_, y, c):
+    """Max pooling as a max along W into (N, Hp, out_w, C), then along H into ``y``.
+
+    W first keeps PyTorch's and TensorFlow's tie rule: the first maximum in row-major order
+    (the topmost row holding the maximum, then its leftmost column in that row).
+    """
+    (ph, pw), (sh, sw) = c.pool, c.strides
+    N, Hp, Wp, C = xp_.shape
+    mid = empty((N, Hp, c.out[1], C), xp_.dtype)                          # (N, Hp, out_w, C)
+    c.beats_w = empty((pw - 1,) + mid.shape, bool)                        # (pw - 1, N, Hp, out_w, C)
+    c.beats_h = empty((ph - 1,) + y.shape, bool)                          # (ph - 1, N, out_h, out_w, C)
+    v = empty(mid.shape, xp_.dtype) if C < _COPY_TAPS_BELOW_C and pw > 1 else None
+
+    def max_slice(sl):
+        _max_stage(xp_[sl], 2, pw, sw, mid[sl], c.beats_w[:, sl], None if v is None else v[sl])
+        _max_stage(mid[sl], 1, ph, sh, y[sl], c.beats_h[:, sl], None)
+
+    parallel_slices(max_slice, N, mid.size * pw + y.size * ph)
+
+
+def _separable_max_backward(dy, c):
+    (ph, pw), (sh, sw) = c.pool, c.strides
+    dmid = empty(c.beats_w.shape[1:], dy.dtype)                           # (N, Hp, out_w, C)
+    dxp = empty(c.padded_shape, dy.dtype)                                 # (N, Hp, Wp, C)
+    # scratch: the gradient of an accumulated tap, and one bool mask per tap
+    g_h, g_w = empty(dy.shape, dy.dtype), empty(dmid.shape, dy.dtype)
+    later_h = empty((max(ph - 1, 1),) + dy.shape, bool)                   # (ph - 1, N, out_h, out_w, C)
+    later_w = empty((max(pw - 1, 1),) + dmid.shape, bool)                 # (pw - 1, N, Hp, out_w, C)
+
+    def backward_slice(sl):
+        _max_stage_backward(dy[sl], c.beats_h[:, sl], 1, ph, sh, dmid[sl], g_h[sl], later_h[:, sl])
+        _max_stage_backward(dmid[sl], c.beats_w[:, sl], 2, pw, sw, dxp[sl], g_w[sl], later_w[:, sl])
+
+    parallel_slices(backward_slice, dy.shape[0], dmid.size * (ph + 1) + dxp.size * (pw + 1))
+    return dxp
 
 
 def global_forward(x, mode="avg"):

@@ -34,7 +34,28 @@ CASES = {
     "overlap_3s2_same": ((2, 6, 7, 2), (3, 3), (2, 2), "same"),
     "rect_2x3_s1_same": ((2, 5, 6, 2), (2, 3), (1, 1), "same"),
     "stride_2_1": ((2, 5, 6, 2), (2, 2), (2, 1), "valid"),
+    "gaps_2s3": ((2, 8, 7, 2), (2, 2), (3, 3), "valid"),
+    "window_4_s1": ((2, 6, 7, 2), (4, 4), (1, 1), "valid"),
+    "window_3x1_s2x1_same": ((2, 7, 5, 2), (3, 1), (2, 1), "same"),
 }
+
+
+def naive_max_pool_backward(x, dy, pool, strides, padding):
+    """Each window's gradient to its first maximum in row-major order (PyTorch's and TensorFlow's rule)."""
+    N, H, W, C = x.shape
+    out_h, out_w, (pt, pb, pl, pr) = window_output_shape(H, W, pool, strides, (1, 1), padding)
+    xp_ = np.full((N, H + pt + pb, W + pl + pr, C), -np.inf)
+    xp_[:, pt:pt + H, pl:pl + W] = x
+    dxp = np.zeros_like(xp_)
+    for n in range(N):
+        for c in range(C):
+            for p in range(out_h):
+                for q in range(out_w):
+                    r0, c0 = p * strides[0], q * strides[1]
+                    win = xp_[n, r0:r0 + pool[0], c0:c0 + pool[1], c]
+                    i, j = np.unravel_index(np.argmax(win), win.shape)  # argmax: the first of equals
+                    dxp[n, r0 + i, c0 + j, c] += dy[n, p, q, c]
+    return dxp[:, pt:pt + H, pl:pl + W]
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -76,6 +97,25 @@ def test_max_pool_ties_route_to_first():
     y, cache = pool2d.forward(x)
     dx = pool2d.backward(np.ones_like(y), cache)
     assert dx[0, :, :, 0].tolist() == [[1, 0], [0, 0]]
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_max_pool_ties_route_like_naive(name):
+    shape, pool, strides, padding = CASES[name]
+    x = np.random.default_rng(3).integers(0, 3, shape).astype(np.float32)  # ties in most windows
+    y, cache = pool2d.forward(x, pool, strides, padding, "max")
+    dy = rand(y.shape, 4)
+    assert_close(pool2d.backward(dy, cache), naive_max_pool_backward(x, dy, pool, strides or pool, padding),
+                 rtol=1e-6, atol=1e-6, name=name)
+
+
+@needs_torch
+def test_max_pool_ties_match_torch():
+    F = torch.nn.functional
+    x = np.random.default_rng(5).integers(0, 3, (3, 9, 11, 4)).astype(np.float32)
+    _compare(x, 3, 2, "valid", "max", lambda t: F.max_pool2d(t, 3, 2), "ties 3/2 valid")
+    _compare(x, (2, 3), 1, "valid", "max", lambda t: F.max_pool2d(t, (2, 3), 1), "ties 2x3/1 valid")
+    _compare(x, 2, 3, "valid", "max", lambda t: F.max_pool2d(t, 2, 3), "ties 2/3 valid")
 
 
 def test_non_contiguous_input():
