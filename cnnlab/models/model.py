@@ -122,6 +122,8 @@ class Model:
     def forward(self, xs, training=False):
         """Run the graph on a list of float32 input arrays; returns the list of outputs."""
         values = {id(t): x for t, x in zip(self.inputs, xs)}
+        for layer in self._layers:  # nothing from the last pass is needed now: let its buffers be reused
+            layer.release()
         for t in self._nodes:
             layer = t.layer
             ins = [values[id(u)] for u in t.inbound]
