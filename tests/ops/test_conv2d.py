@@ -44,6 +44,16 @@ CASES = {
 }
 
 
+@pytest.fixture(params=["per_offset", "transposed"])
+def dx_path(request, monkeypatch):
+    """Run a test with each input-gradient algorithm (conv2d picks one by C / F; stride 1 only
+    for the transposed one). Returns the path and the list of calls to ``_dx_transposed``."""
+    monkeypatch.setattr(conv2d, "DX_TRANSPOSED_MIN_C_PER_F", float("inf") if request.param == "per_offset" else 0.0)
+    calls, real = [], conv2d._dx_transposed
+    monkeypatch.setattr(conv2d, "_dx_transposed", lambda *a: calls.append(a) or real(*a))
+    return request.param, calls
+
+
 def pads_of(x_shape, W_shape, kw):
     strides = kw.get("strides", 1)
     strides = (strides, strides) if isinstance(strides, int) else strides
@@ -72,11 +82,32 @@ def test_same_padding_is_tensorflow_asymmetric():
 
 
 @pytest.mark.parametrize("name", CASES)
-def test_gradients(name):
+def test_gradients(name, dx_path):
     x_shape, W_shape, kw = CASES[name]
     inputs = dict(x=rand(x_shape, 1), W=rand(W_shape, 2), b=rand(W_shape[3:], 3))
     dx, dW, db = check_backward(conv2d.forward, conv2d.backward, inputs, ("x", "W", "b"), **kw)
     assert dx.dtype == dW.dtype == db.dtype == np.float64  # float64 in, float64 out
+    path, calls = dx_path
+    strides, pads, _ = pads_of(x_shape, W_shape, kw)
+    transposable = strides == (1, 1) and W_shape[:2] != (1, 1) and max(pads) < min(W_shape[:2])
+    assert bool(calls) == (path == "transposed" and transposable)
+
+
+def test_transposed_dx_chosen_by_channels_and_blocks_match(monkeypatch):
+    # C >= 0.75 F at stride 1: transposed; one sample per block, odd batch, so blocks are ragged per thread
+    x, W, b = rand((7, 6, 5, 4), 1), rand((3, 2, 4, 4), 2), rand((4,), 3)
+    y, cache = conv2d.forward(x, W, b, padding="same")
+    dy = rand(y.shape, 4)
+    calls, real = [], conv2d._dx_transposed
+    monkeypatch.setattr(conv2d, "_dx_transposed", lambda *a: calls.append(a) or real(*a))
+    monkeypatch.setattr(conv2d, "DX_BLOCK_BYTES", 1)
+    dx = conv2d.backward(dy, cache)[0]
+    assert len(calls) == 1
+    y8, cache8 = conv2d.forward(x, rand((3, 2, 4, 8), 2), padding="same")
+    assert conv2d.backward(rand(y8.shape, 5), cache8)[0].shape == x.shape
+    assert len(calls) == 1  # 4 -> 8 channels: per offset
+    monkeypatch.setattr(conv2d, "DX_TRANSPOSED_MIN_C_PER_F", float("inf"))
+    assert_close(dx, conv2d.backward(dy, cache)[0], rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("x_shape, W_shape, kw", [
@@ -202,7 +233,7 @@ TORCH_CASES = {
 
 @needs_torch
 @pytest.mark.parametrize("name", TORCH_CASES)
-def test_against_torch(name):
+def test_against_torch(name, dx_path):
     F_ = torch.nn.functional
     kw = TORCH_CASES[name]
     kh, kwid = {"rect": (2, 3), "1x1": (1, 1)}.get(name, (3, 3))

@@ -162,11 +162,13 @@ CONV_CASES = [((5, 9, 8, 1), (3, 3, 1, 4), True, (1, 1), "same", (1, 1)),     # 
               ((5, 9, 8, 3), (5, 5, 3, 4), True, (1, 1), "same", (1, 1)),
               ((5, 9, 8, 3), (3, 3, 3, 4), False, (2, 2), "valid", (1, 1)),
               ((5, 9, 9, 2), (3, 2, 2, 3), True, (1, 2), "same", (2, 1)),
-              ((5, 6, 6, 3), (1, 1, 3, 4), False, (2, 2), "same", (1, 1))]
+              ((5, 6, 6, 3), (1, 1, 3, 4), False, (2, 2), "same", (1, 1)),
+              ((7, 6, 5, 4), (3, 3, 4, 4), True, (1, 1), "same", (1, 1))]          # transposed dx
 
 
 @pytest.mark.parametrize("case", CONV_CASES)
-def test_conv_identical(no_threshold, case):
+def test_conv_identical(no_threshold, monkeypatch, case):
+    monkeypatch.setattr(conv2d, "DX_BLOCK_BYTES", 1)  # transposed dx: one sample per block
     xs, ws, bias, strides, padding, dilation = case
     x, W = rng_array(xs), rng_array(ws, seed=1)
     b = rng_array(ws[-1:], seed=2) if bias else None
