@@ -30,6 +30,7 @@ from cnnlab.datasets import augment as augment_mod  # noqa: E402
 from cnnlab.datasets import load  # noqa: E402
 from cnnlab.ops import threads  # noqa: E402
 from cnnlab.random import set_random_seed  # noqa: E402
+from cnnlab.training import predict_flip_averaged  # noqa: E402
 from cnnlab.training.callbacks import Callback  # noqa: E402
 
 RESULTS = os.path.join(HERE, "results")
@@ -47,12 +48,16 @@ TARGETS = {
 
 
 class TestEachEpoch(Callback):
-    def __init__(self, x, y):
+    def __init__(self, x, y, flip=False):
         super().__init__()
-        self.x, self.y, self.accuracies = x, y, []
+        self.x, self.y, self.flip, self.accuracies = x, y, flip, []
 
     def on_epoch_end(self, epoch, logs=None):
-        acc = float((self.model.predict(self.x, batch_size=500).argmax(-1) == self.y).mean())
+        if self.flip:
+            out = predict_flip_averaged(self.model, self.x, batch_size=500)
+        else:
+            out = self.model.predict(self.x, batch_size=500)
+        acc = float((out.argmax(-1) == self.y).mean())
         self.accuracies.append(acc)
         print(f"  epoch {epoch + 1}: test accuracy {acc:.4f}", flush=True)
 
@@ -67,7 +72,7 @@ def run(recipe_name, data, epochs=None, seed=0, batch_size=None, out_dir=None, a
     steps = -(-len(x_train) // batch_size)
     model = recipe.compiled(input_shape=x_train.shape[1:], num_classes=len(ds.class_names),
                             steps_per_epoch=steps, epochs=epochs)
-    tester = TestEachEpoch(x_test, ds.y_test.astype(np.int64))
+    tester = TestEachEpoch(x_test, ds.y_test.astype(np.int64), flip=recipe.test_time_flip)
     augment_spec = recipe.augment if augment is None else augment
     augment = augment_mod.parse(augment_spec) if augment_spec else None
     start = time.perf_counter()
@@ -79,7 +84,8 @@ def run(recipe_name, data, epochs=None, seed=0, batch_size=None, out_dir=None, a
            "best_epoch": int(np.argmax(tester.accuracies)) + 1,
            "per_epoch_test_accuracy": tester.accuracies, "wall_seconds": round(wall, 1),
            "cores": len(os.sched_getaffinity(0)), "threads": threads.num_threads(), "seed": seed, "version": cnnlab.__version__,
-           "batch_size": batch_size, "augment": augment_spec, "claim": recipe.claim,
+           "batch_size": batch_size, "augment": augment_spec, "test_time_flip": recipe.test_time_flip,
+           "claim": recipe.claim,
            "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
     os.makedirs(RESULTS, exist_ok=True)
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
@@ -118,7 +124,8 @@ def write_table():
         if r.get("seed", 0) != 0:
             cmd += f" --seed {r['seed']}"
         cmd = f"`{cmd}`"
-        lines.append(f"| {r['recipe']} | {r['dataset']} | {r['epochs']} | {r.get('augment') or '-'} | "
+        aug = (r.get("augment") or "-") + (" (+ test-time flip)" if r.get("test_time_flip") else "")
+        lines.append(f"| {r['recipe']} | {r['dataset']} | {r['epochs']} | {aug} | "
                      f"{r['test_accuracy']:.2%} | "
                      f"{r.get('claim') or '-'} | {target_s} | {met} | {r['wall_seconds'] / 60:.1f} min | {r['cores']} | {cmd} |")
     missing = [f"{rec} on {ds}" for (rec, ds) in TARGETS

@@ -2,9 +2,9 @@
 from .callbacks import (Callback, CSVLogger, EarlyStopping, History, LearningRateScheduler, ModelCheckpoint,
                         ProgbarLogger, ReduceLROnPlateau, TerminateOnNaN)
 from .checkpoint import is_run_dir, latest_checkpoint, load_checkpoint
-from .loop import RunCheckpoint, evaluate, fit
+from .loop import RunCheckpoint, evaluate, fit, predict_flip_averaged
 from .resume import resume
 
 __all__ = ["Callback", "CSVLogger", "EarlyStopping", "History", "LearningRateScheduler", "ModelCheckpoint",
-           "ProgbarLogger", "ReduceLROnPlateau", "TerminateOnNaN", "RunCheckpoint", "evaluate", "fit",
+           "ProgbarLogger", "ReduceLROnPlateau", "TerminateOnNaN", "RunCheckpoint", "evaluate", "fit", "predict_flip_averaged",
            "is_run_dir", "latest_checkpoint", "load_checkpoint", "resume"]

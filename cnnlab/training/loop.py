@@ -50,6 +50,19 @@ def evaluate(model, x, y, batch_size=32):
     return result
 
 
+def predict_flip_averaged(model, x, batch_size=32):
+    """Test-time augmentation: the mean of the model's outputs on ``x`` (N, H, W, C) and on its
+    mirror image ``x[:, :, ::-1]``. For classes that a horizontal flip does not change (clothing,
+    objects), not for digits or text."""
+    x = np.asarray(x)
+    if x.ndim != 4:
+        raise ValueError(f"predict_flip_averaged(): expected images of shape (N, H, W, C), received {x.shape}")
+    out = model.predict(x, batch_size=batch_size)
+    out += model.predict(x[:, :, ::-1], batch_size=batch_size)
+    out *= 0.5
+    return out
+
+
 def _fit_arguments(batch_size, epochs, shuffle, seed, augment, validation_split, monitor, steps_per_epoch):
     aug = augment.get_config() if augment is not None and hasattr(augment, "get_config") else None
     return {"batch_size": batch_size, "epochs": epochs, "shuffle": shuffle, "seed": seed, "augment": aug,

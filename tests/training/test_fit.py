@@ -156,3 +156,18 @@ def test_empty_and_mismatched_data():
         m.fit(np.zeros((0, 6, 6, 1)), np.zeros(0), verbose=0)
     with pytest.raises(ValueError, match="samples"):
         m.fit(np.zeros((4, 6, 6, 1)), np.zeros(3), verbose=0)
+
+
+def test_predict_flip_averaged_is_the_mean_over_the_mirror_image():
+    from cnnlab.layers import Conv2D, Dense, Flatten, Input
+    from cnnlab.models import Sequential
+    from cnnlab.training import predict_flip_averaged
+    model = Sequential([Input((4, 5, 2)), Conv2D(3, (2, 3)), Flatten(), Dense(4, activation="softmax")])
+    x = np.random.default_rng(0).random((6, 4, 5, 2), dtype=np.float32)
+    out = predict_flip_averaged(model, x, batch_size=4)
+    mirrored = x[:, :, ::-1]
+    np.testing.assert_allclose(out, (model.predict(x) + model.predict(mirrored)) / 2, rtol=1e-6)
+    assert not np.allclose(model.predict(x), model.predict(mirrored))  # the model itself is not mirror-symmetric
+    assert np.array_equal(out, predict_flip_averaged(model, mirrored))  # a + b == b + a exactly
+    with pytest.raises(ValueError, match=r"\(N, H, W, C\).*\(4, 5, 2\)"):
+        predict_flip_averaged(model, x[0])
