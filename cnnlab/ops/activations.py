@@ -8,6 +8,7 @@ import numpy as np
 
 from ..utils import unknown_name_error
 from . import threads
+from .im2col import empty
 from .threads import flat, parallel_slices
 
 NAMES = ("relu", "leaky_relu", "elu", "selu", "sigmoid", "tanh", "softmax", "linear")
@@ -84,8 +85,9 @@ def _piecewise_forward(x, name, alpha):
         mask = x > 0
         y = x * mask if name == "relu" else np.where(mask, x, alpha * x)
         return y, (name, alpha, mask)
-    y = np.empty_like(x)
-    mask = np.empty(x.shape, dtype=bool)
+    # workspace buffers: fresh pages for each step's outputs cost as much as the pass itself
+    y = empty(x.shape, x.dtype)
+    mask = empty(x.shape, bool)
     yf, mf = y.reshape(-1), mask.reshape(-1)
 
     def chunk(sl):
@@ -104,7 +106,7 @@ def _piecewise_backward(dy, name, alpha, mask):
     df = flat(dy)
     if df is None or dy.size < threads.MIN_WORK or dy.shape != mask.shape or dy.dtype.kind != "f":
         return dy * mask if name == "relu" else np.where(mask, dy, alpha * dy)
-    dx = np.empty_like(dy)
+    dx = empty(dy.shape, dy.dtype)
     xf, mf = dx.reshape(-1), mask.reshape(-1)
 
     def chunk(sl):

@@ -140,7 +140,7 @@ def _dx_transposed(dy, W2d, c):
     K = kh * kw * F
     dyp = pad2d(dy, _transposed_pads(c))                                   # (N, in_h + ekh - 1, in_w + ekw - 1, F)
     Wf = xp.ascontiguousarray(W2d.reshape(kh, kw, C, F)[::-1, ::-1].transpose(0, 1, 3, 2)).reshape(K, C)  # (K, C)
-    dx = xp.empty(c.x_shape, dy.dtype)                                     # (N, H, W, C)
+    dx = empty(c.x_shape, dy.dtype)                                        # (N, H, W, C)
     per = max(1, DX_BLOCK_BYTES // (in_h * in_w * K * dy.dtype.itemsize))  # samples per block
 
     def dx_slice(sl):
@@ -172,7 +172,7 @@ def _dx_per_offset(dy2d, W2d, c):
     pt, pl = c.pads[0], c.pads[2]
     W4 = W2d.reshape(kh, kw, C, -1)                                        # (kh, kw, C, F)
     dxp = empty(c.padded_shape, dy2d.dtype)                                # (N, Hp, Wp, C)
-    dx = dxp if c.padded_shape == c.x_shape else xp.empty(c.x_shape, dy2d.dtype)  # (N, H, W, C)
+    dx = dxp if c.padded_shape == c.x_shape else empty(c.x_shape, dy2d.dtype)  # (N, H, W, C)
     g = empty((dy2d.shape[0], C), dy2d.dtype)                              # (M, C)
 
     def dx_slice(sl):

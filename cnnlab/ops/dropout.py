@@ -6,6 +6,7 @@ the identity (Keras's and PyTorch's convention).
 import numpy as np
 
 from . import threads
+from .im2col import empty
 from .threads import flat, parallel_slices
 
 
@@ -33,7 +34,7 @@ def _apply(x, mask, scale):
     xf = flat(x)
     if xf is None or x.size < threads.MIN_WORK or x.shape != mask.shape or x.dtype.kind != "f":
         return np.where(mask, x * scale, 0).astype(x.dtype, copy=False)
-    y = np.empty_like(x)  # a float x times a Python float stays x's dtype
+    y = empty(x.shape, x.dtype)  # a float x times a Python float stays x's dtype
     yf, mf = y.reshape(-1), mask.reshape(-1)
 
     def chunk(sl):

@@ -92,7 +92,7 @@ def crop2d(xp_, pads, h, w):
     pt, pb, pl, pr = pads
     if not (pt or pb or pl or pr) and xp_.shape[1] == h and xp_.shape[2] == w:
         return xp_
-    out = xp.empty((xp_.shape[0], h, w, xp_.shape[3]), xp_.dtype)  # (N, h, w, C)
+    out = empty((xp_.shape[0], h, w, xp_.shape[3]), xp_.dtype)  # (N, h, w, C)
 
     def crop_slice(sl):
         out[sl] = xp_[sl, pt:pt + h, pl:pl + w]
