@@ -455,13 +455,13 @@ _RECIPES = [
     Recipe("fashion_best", "Our Fashion-MNIST recipe: five 3x3 convs (32, 64x2, 128x2) with BN, each block "
            "max-pooled before its BN and ReLU, dropout, flips, shifts and random erasing, Adam with OneCycle, "
            "test accuracy averaged over each image and its mirror image",
-           _fashion_best, batch_size=128, epochs=17, augment="flip:horizontal,shift:2:any,erase:0.25",
+           _fashion_best, batch_size=128, epochs=19, augment="flip:horizontal,shift:2:any,erase:0.25",
            dataset="fashion_mnist", optimizer_fn=_onecycle_adam(0.005), test_time_flip=True,
            notes="Aims at >= 94% on the Fashion-MNIST test set in <= 30 minutes on 2 CPU cores. Horizontal "
                  "flips are label-preserving for clothing; a quarter of the images get a random rectangle "
                  "erased. The OneCycle schedule spans steps_per_epoch x epochs. Test predictions average the "
                  "softmax of each image and of its mirror image (cnnlab.training.predict_flip_averaged). "
-                 "About 44 MFLOPs per image; about 95-100 s per epoch on 2 cores. BENCHMARKS.md has the "
+                 "About 44 MFLOPs per image; about 80-90 s per epoch on 2 cores. BENCHMARKS.md has the "
                  "measured accuracy."),
     Recipe("digits_small", "Small CNN for scikit-learn's 8x8 digits (the default of `cnnlab train`)",
            _digits_small, batch_size=32, epochs=30, optimizer_fn=_cosine_adam(0.003),
