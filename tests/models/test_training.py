@@ -236,3 +236,28 @@ def test_freezing_a_layer_after_construction():
     m.get_layer("a").trainable = True
     m.train_on_batch(rand((2, 4)), rand((2, 2), 1))
     assert not np.array_equal(frozen[0], m.get_layer("a").get_weights()[0])
+
+
+def test_forward_releases_last_caches_so_workspace_buffers_are_reused():
+    # columns over 1 MiB come from the workspace pool; with the old cache dropped before the next
+    # forward, the next step's columns reuse the same memory instead of a second buffer
+    from cnnlab.random import set_random_seed
+    set_random_seed(0)
+    m = Sequential([L.Input((16, 16, 8)), L.Conv2D(16, 3, padding="same", activation="relu"),
+                    L.Flatten(), L.Dense(3, activation="softmax")])
+    m.compile("sgd", "sparse_categorical_crossentropy")
+    x, y = rand((32, 16, 16, 8), 1), np.arange(32) % 3
+    conv = m.layers[0]
+
+    def cols_address():
+        cols = conv._cache.cols2d
+        assert cols.nbytes > 1 << 20
+        return cols.__array_interface__["data"][0]
+
+    m.train_on_batch(x, y)
+    first = cols_address()
+    m.train_on_batch(x, y)
+    assert cols_address() == first
+    assert conv._act_cache is not None
+    conv.release()
+    assert conv._cache is None and conv._act_cache is None
