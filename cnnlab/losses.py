@@ -32,12 +32,29 @@ class Loss:
 
 
 class SparseCategoricalCrossentropy(Loss):
-    """Integer labels ``(N,)``; predictions are probabilities unless ``from_logits``."""
+    """Integer labels ``(N,)``; predictions are probabilities unless ``from_logits``.
+
+    ``label_smoothing`` = e trains against ``(1 - e) * one_hot + e / K`` instead of the one-hot
+    targets (Keras's ``CategoricalCrossentropy`` argument; PyTorch's ``cross_entropy`` has it for
+    class indices too).
+    """
     name = "sparse_categorical_crossentropy"
     fuses_softmax = True
 
-    def __init__(self, from_logits=False):
+    def __init__(self, from_logits=False, label_smoothing=0.0):
         self.from_logits = from_logits
+        self.label_smoothing = float(label_smoothing)
+        if not 0.0 <= self.label_smoothing < 1.0:
+            raise ValueError(f"{self.name}: `label_smoothing` must be in [0, 1). "
+                             f"Received: label_smoothing={label_smoothing!r}")
+
+    def _targets(self, y_true, k):
+        """The labels as the ops take them: integers, or (N, K) targets once smoothed."""
+        y = self._labels(y_true, k)
+        if not self.label_smoothing:
+            return y
+        t = _one_hot_if_sparse(y, k) if y.ndim == 1 else y
+        return t * (1.0 - self.label_smoothing) + self.label_smoothing / k  # (N, K) float32
 
     def _labels(self, y_true, k):
         y = np.asarray(y_true)
@@ -49,7 +66,7 @@ class SparseCategoricalCrossentropy(Loss):
         return y.astype(np.int64)
 
     def forward_logits(self, logits, y_true):
-        return loss_ops.softmax_cross_entropy_forward(logits, self._labels(y_true, logits.shape[-1]))
+        return loss_ops.softmax_cross_entropy_forward(logits, self._targets(y_true, logits.shape[-1]))
 
     def backward_logits(self, cache):
         return loss_ops.softmax_cross_entropy_backward(1.0, cache)
@@ -58,7 +75,7 @@ class SparseCategoricalCrossentropy(Loss):
         if self.from_logits:
             return self.forward_logits(y_pred, y_true)
         k = y_pred.shape[-1]
-        return loss_ops.categorical_crossentropy_forward(y_pred, _one_hot_if_sparse(self._labels(y_true, k), k))
+        return loss_ops.categorical_crossentropy_forward(y_pred, _one_hot_if_sparse(self._targets(y_true, k), k))
 
     def backward(self, cache):
         if self.from_logits:
@@ -66,7 +83,7 @@ class SparseCategoricalCrossentropy(Loss):
         return loss_ops.categorical_crossentropy_backward(1.0, cache)
 
     def get_config(self):
-        return {"name": self.name, "from_logits": self.from_logits}
+        return {"name": self.name, "from_logits": self.from_logits, "label_smoothing": self.label_smoothing}
 
 
 class CategoricalCrossentropy(SparseCategoricalCrossentropy):
@@ -83,7 +100,7 @@ class CategoricalCrossentropy(SparseCategoricalCrossentropy):
     def forward(self, y_pred, y_true):
         if self.from_logits:
             return self.forward_logits(y_pred, y_true)
-        return loss_ops.categorical_crossentropy_forward(y_pred, self._labels(y_true, y_pred.shape[-1]))
+        return loss_ops.categorical_crossentropy_forward(y_pred, self._targets(y_true, y_pred.shape[-1]))
 
 
 class MulticlassHinge(Loss):

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from cnnlab import losses, metrics
-from tests.helpers import assert_close, rand
+from tests.helpers import assert_close, needs_torch, rand, torch
 
 
 def probs(n=6, k=4, seed=0):
@@ -67,6 +67,41 @@ def test_loss_backward_finite_differences():
         from tests.helpers import numerical_grad
         num = numerical_grad(lambda: float(loss.forward(p, y)[0]), p)
         assert_close(g, num, rtol=1e-5, atol=1e-7, name=type(loss).__name__)
+
+
+@pytest.mark.parametrize("sparse", [True, False])
+def test_label_smoothing_values_gradients_and_config(sparse):
+    z, p = probs(5, 4, seed=3)
+    y = np.array([0, 3, 1, 1, 2])
+    labels = y if sparse else np.eye(4)[y]
+    cls = losses.SparseCategoricalCrossentropy if sparse else losses.CategoricalCrossentropy
+    t = 0.8 * np.eye(4)[y] + 0.2 / 4                                        # smoothed targets
+    expected = -np.mean(np.sum(t * np.log(p), axis=1))
+    assert_close(cls(label_smoothing=0.2)(labels, p), expected, rtol=1e-5)
+    assert_close(cls(from_logits=True, label_smoothing=0.2)(labels, z), expected, rtol=1e-5)
+    assert abs(cls(label_smoothing=0.2)(labels, p) - cls()(labels, p)) > 1e-3  # not a no-op
+    from tests.helpers import numerical_grad
+    for loss, x in ((cls(label_smoothing=0.2), p.copy()), (cls(from_logits=True, label_smoothing=0.2), z.copy())):
+        _, cache = loss.forward(x, labels)
+        num = numerical_grad(lambda: float(loss.forward(x, labels)[0]), x)
+        assert_close(loss.backward(cache), num, rtol=1e-5, atol=1e-7, name=f"{cls.__name__} from_logits={loss.from_logits}")
+    copy = losses.get(losses.serialize(cls(label_smoothing=0.2)))
+    assert type(copy) is cls and copy.label_smoothing == 0.2
+    with pytest.raises(ValueError, match=r"label_smoothing.*\[0, 1\).*1\.5"):
+        cls(label_smoothing=1.5)
+
+
+@needs_torch
+def test_label_smoothing_against_torch():
+    z = rand((6, 5), 4, dtype=np.float32)
+    y = np.array([4, 0, 2, 2, 1, 3])
+    loss = losses.SparseCategoricalCrossentropy(from_logits=True, label_smoothing=0.1)
+    value, cache = loss.forward(z, y)
+    zt = torch.tensor(z, requires_grad=True)
+    ref = torch.nn.functional.cross_entropy(zt, torch.tensor(y), label_smoothing=0.1)
+    ref.backward()
+    assert_close(value, ref.item(), rtol=1e-5)
+    assert_close(loss.backward(cache), zt.grad.numpy(), rtol=1e-5, atol=1e-7)
 
 
 def test_loss_lookup_and_config():

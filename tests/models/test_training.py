@@ -261,3 +261,15 @@ def test_forward_releases_last_caches_so_workspace_buffers_are_reused():
     assert conv._act_cache is not None
     conv.release()
     assert conv._cache is None and conv._act_cache is None
+
+
+def test_label_smoothing_in_the_fused_softmax_path():
+    # the model takes the loss on the logits of its softmax output; smoothing must reach that path
+    x, y = data()
+    smooth = losses.SparseCategoricalCrossentropy(label_smoothing=0.3)
+    m = tiny()
+    m.compile("sgd", smooth)
+    assert m._fused()
+    fused_value = m.test_on_batch(x, y)
+    assert_close(fused_value, smooth(y, m.predict(x)), rtol=1e-5)
+    assert abs(fused_value - losses.SparseCategoricalCrossentropy()(y, m.predict(x))) > 1e-3
