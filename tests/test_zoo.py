@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from cnnlab import layers as L
-from cnnlab import optimizers, zoo
+from cnnlab import losses, optimizers, zoo
 from cnnlab.datasets import augment
 from cnnlab.utils import set_random_seed
 from tests.helpers import one_blas_thread
@@ -47,7 +47,7 @@ def test_recipe_settings_are_usable(name):
     recipe = zoo.get(name)
     opt = optimizers.get(recipe.optimizer)
     assert opt.learning_rate > 0
-    assert recipe.loss == "sparse_categorical_crossentropy" and "accuracy" in recipe.metrics
+    assert losses.get(recipe.loss).name == "sparse_categorical_crossentropy" and "accuracy" in recipe.metrics
     assert recipe.batch_size >= 1 and recipe.epochs >= 1 and recipe.dataset
     if recipe.augment is not None:
         assert len(augment.parse(recipe.augment).transforms) >= 1
