@@ -84,7 +84,8 @@ def test_label_smoothing_values_gradients_and_config(sparse):
     for loss, x in ((cls(label_smoothing=0.2), p.copy()), (cls(from_logits=True, label_smoothing=0.2), z.copy())):
         _, cache = loss.forward(x, labels)
         num = numerical_grad(lambda: float(loss.forward(x, labels)[0]), x)
-        assert_close(loss.backward(cache), num, rtol=1e-5, atol=1e-7, name=f"{cls.__name__} from_logits={loss.from_logits}")
+        assert_close(loss.backward(cache), num, rtol=1e-5, atol=1e-7,
+                     name=f"{cls.__name__} from_logits={loss.from_logits}")
     copy = losses.get(losses.serialize(cls(label_smoothing=0.2)))
     assert type(copy) is cls and copy.label_smoothing == 0.2
     with pytest.raises(ValueError, match=r"label_smoothing.*\[0, 1\).*1\.5"):

@@ -6,5 +6,6 @@ from .loop import RunCheckpoint, evaluate, fit, predict_flip_averaged
 from .resume import resume
 
 __all__ = ["Callback", "CSVLogger", "EarlyStopping", "History", "LearningRateScheduler", "ModelCheckpoint",
-           "ProgbarLogger", "ReduceLROnPlateau", "TerminateOnNaN", "RunCheckpoint", "evaluate", "fit", "predict_flip_averaged",
+           "ProgbarLogger", "ReduceLROnPlateau", "TerminateOnNaN", "RunCheckpoint", "evaluate", "fit",
+           "predict_flip_averaged",
            "is_run_dir", "latest_checkpoint", "load_checkpoint", "resume"]
