@@ -222,7 +222,7 @@ def _max_stage_backward(dm, beats, axis, k, s, d, g, later):
     Tap t won where it beat every earlier tap and no later one beat it. Taps t < s hit disjoint
     positions and, when k >= s, cover the first n * s of them together: those are assigned,
     the rest of ``d`` zeroed, and taps t >= s added. ``later[t]`` is scratch for the OR of
-    ``beats`` after tap t; ``g`` is scratch of ``dm``'s shape.
+    ``beats`` after tap t; ``g`` is scratch of ``dm``'s shape (None when k <= s: no tap adds).
     """
     n = dm.shape[axis]
     cover = n * s if k >= s else 0
@@ -270,14 +270,17 @@ def _separable_max_backward(dy, c):
     (ph, pw), (sh, sw) = c.pool, c.strides
     dmid = empty(c.beats_w.shape[1:], dy.dtype)                           # (N, Hp, out_w, C)
     dxp = empty(c.padded_shape, dy.dtype)                                 # (N, Hp, Wp, C)
-    # scratch: the gradient of an accumulated tap, and one bool mask per tap
-    g_h, g_w = empty(dy.shape, dy.dtype), empty(dmid.shape, dy.dtype)
+    # scratch: the gradient of an accumulated tap (only where windows overlap), one bool mask per tap
+    g_h = empty(dy.shape, dy.dtype) if ph > sh else None
+    g_w = empty(dmid.shape, dy.dtype) if pw > sw else None
     later_h = empty((max(ph - 1, 1),) + dy.shape, bool)                   # (ph - 1, N, out_h, out_w, C)
     later_w = empty((max(pw - 1, 1),) + dmid.shape, bool)                 # (pw - 1, N, Hp, out_w, C)
 
     def backward_slice(sl):
-        _max_stage_backward(dy[sl], c.beats_h[:, sl], 1, ph, sh, dmid[sl], g_h[sl], later_h[:, sl])
-        _max_stage_backward(dmid[sl], c.beats_w[:, sl], 2, pw, sw, dxp[sl], g_w[sl], later_w[:, sl])
+        _max_stage_backward(dy[sl], c.beats_h[:, sl], 1, ph, sh, dmid[sl], g_h if g_h is None else g_h[sl],
+                            later_h[:, sl])
+        _max_stage_backward(dmid[sl], c.beats_w[:, sl], 2, pw, sw, dxp[sl], g_w if g_w is None else g_w[sl],
+                            later_w[:, sl])
 
     parallel_slices(backward_slice, dy.shape[0], dmid.size * (ph + 1) + dxp.size * (pw + 1))
     return dxp
