@@ -461,10 +461,9 @@ _RECIPES = [
            notes="Aims at >= 94% on the Fashion-MNIST test set in <= 30 minutes on 2 CPU cores. Horizontal "
                  "flips are label-preserving for clothing; a quarter of the images get a random rectangle "
                  "erased; cross-entropy with label smoothing 0.1. The OneCycle schedule spans steps_per_epoch x "
-                 "epochs. Test predictions average the "
-                 "softmax of each image and of its mirror image (cnnlab.training.predict_flip_averaged). "
-                 "About 44 MFLOPs per image; about 75-85 s per epoch on 2 cores, testing included. BENCHMARKS.md has the "
-                 "measured accuracy."),
+                 "epochs. Test predictions average the softmax of each image and of its mirror image "
+                 "(cnnlab.training.predict_flip_averaged). About 44 MFLOPs per image; about 75-85 s per epoch "
+                 "on 2 cores, testing included. BENCHMARKS.md has the measured accuracy."),
     Recipe("digits_small", "Small CNN for scikit-learn's 8x8 digits (the default of `cnnlab train`)",
            _digits_small, batch_size=32, epochs=30, optimizer_fn=_cosine_adam(0.003),
            dataset="digits", input_shape=(8, 8, 1),

@@ -102,8 +102,9 @@ def backward(dy, cache, need_dx=True):
     if kh == kw == 1 and c.padded_shape == c.x_shape and c.strides == (1, 1):
         dx = matmul(dy2d, W2d.T, out=empty((dy2d.shape[0], C), dy2d.dtype))  # (M, C)
         return dx.reshape(c.x_shape), dW, db                               # (N, H, W, C)
-    if c.strides == (1, 1) and C >= DX_TRANSPOSED_MIN_C_PER_F * F and _transposed_pads(c) is not None:
-        return _dx_transposed(dy.reshape(N, out_h, out_w, F), W2d, c), dW, db  # (N, H, W, C)
+    dy_pads = _transposed_pads(c) if c.strides == (1, 1) and C >= DX_TRANSPOSED_MIN_C_PER_F * F else None
+    if dy_pads is not None:
+        return _dx_transposed(dy.reshape(N, out_h, out_w, F), W2d, c, dy_pads), dW, db  # (N, H, W, C)
     return _dx_per_offset(dy2d, W2d, c), dW, db                            # (N, H, W, C)
 
 
@@ -127,7 +128,7 @@ DX_TRANSPOSED_MIN_C_PER_F = 0.75
 DX_BLOCK_BYTES = 1 << 21
 
 
-def _dx_transposed(dy, W2d, c):
+def _dx_transposed(dy, W2d, c, dy_pads):
     """``dx[n, h, w, c] = sum_{i, j, f} dyp[n, h + i*dh, w + j*dw, f] * W[kh-1-i, kw-1-j, c, f]``.
 
     One GEMM with K = kh*kw*F instead of kh*kw GEMMs with K = F: measured faster where C
@@ -138,7 +139,7 @@ def _dx_transposed(dy, W2d, c):
     N, in_h, in_w, C = c.x_shape
     F = dy.shape[3]
     K = kh * kw * F
-    dyp = pad2d(dy, _transposed_pads(c))                                   # (N, in_h + ekh - 1, in_w + ekw - 1, F)
+    dyp = pad2d(dy, dy_pads)                                               # (N, in_h + ekh - 1, in_w + ekw - 1, F)
     Wf = xp.ascontiguousarray(W2d.reshape(kh, kw, C, F)[::-1, ::-1].transpose(0, 1, 3, 2)).reshape(K, C)  # (K, C)
     dx = empty(c.x_shape, dy.dtype)                                        # (N, H, W, C)
     per = max(1, DX_BLOCK_BYTES // (in_h * in_w * K * dy.dtype.itemsize))  # samples per block

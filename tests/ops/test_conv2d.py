@@ -44,14 +44,19 @@ CASES = {
 }
 
 
+def spy_transposed_dx(monkeypatch):
+    """The list that records each call to conv2d's ``_dx_transposed`` from now on."""
+    calls, real = [], conv2d._dx_transposed
+    monkeypatch.setattr(conv2d, "_dx_transposed", lambda *a: calls.append(a) or real(*a))
+    return calls
+
+
 @pytest.fixture(params=["per_offset", "transposed"])
 def dx_path(request, monkeypatch):
     """Run a test with each input-gradient algorithm (conv2d picks one by C / F; stride 1 only
     for the transposed one). Returns the path and the list of calls to ``_dx_transposed``."""
     monkeypatch.setattr(conv2d, "DX_TRANSPOSED_MIN_C_PER_F", float("inf") if request.param == "per_offset" else 0.0)
-    calls, real = [], conv2d._dx_transposed
-    monkeypatch.setattr(conv2d, "_dx_transposed", lambda *a: calls.append(a) or real(*a))
-    return request.param, calls
+    return request.param, spy_transposed_dx(monkeypatch)
 
 
 def pads_of(x_shape, W_shape, kw):
@@ -98,8 +103,7 @@ def test_transposed_dx_chosen_by_channels_and_blocks_match(monkeypatch):
     x, W, b = rand((7, 6, 5, 4), 1), rand((3, 2, 4, 4), 2), rand((4,), 3)
     y, cache = conv2d.forward(x, W, b, padding="same")
     dy = rand(y.shape, 4)
-    calls, real = [], conv2d._dx_transposed
-    monkeypatch.setattr(conv2d, "_dx_transposed", lambda *a: calls.append(a) or real(*a))
+    calls = spy_transposed_dx(monkeypatch)
     monkeypatch.setattr(conv2d, "DX_BLOCK_BYTES", 1)
     dx = conv2d.backward(dy, cache)[0]
     assert len(calls) == 1
