@@ -185,7 +185,9 @@ def main(argv=None):
         print((_status("VmHWM") - base) / 2**20)
         return
 
-    print(f"numpy {np.__version__}, torch {torch.__version__}, batch {args.batch}, threads {args.threads}, "
+    from cnnlab.ops import gemm
+    print(f"numpy {np.__version__}, cnnlab GEMM {gemm.backend()}, torch {torch.__version__}, batch {args.batch}, "
+          f"threads {args.threads}, "
           f"medians of >= {args.reps} steps each, alternating in blocks of {BLOCK}")
     header = f"{'model':10} {'cnnlab ms':>10} {'torch ms':>10} {'ratio':>7} {'cnnlab img/s':>13} " \
              f"{'epoch 60k':>10} {'cnnlab MiB':>11} {'torch MiB':>10}"

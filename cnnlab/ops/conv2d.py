@@ -7,6 +7,7 @@ correlation of the padded dy with the flipped kernel (im2col of dy + one GEMM).
 Each thread works on its own samples (or rows of dW), GEMMs included.
 """
 from ..backend import xp
+from .gemm import gemm
 from .im2col import empty, im2col, im2col_kmajor, offset_view, pad2d
 from .shape import normalize_tuple, window_output_shape
 from .threads import matmul, matmul_tn, parallel_slices
@@ -68,7 +69,7 @@ def forward(x, W, b=None, strides=(1, 1), padding="valid", dilation=(1, 1), wher
                 im2col(xp_[sl], kh, kw, out_h, out_w, strides, dilation, out=cols6[sl])
             if b is not None:
                 cols2d[rows, K] = 1
-            xp.matmul(cols2d[rows], W2d, out=y[rows])
+            gemm(cols2d[rows], W2d, y[rows])
 
         parallel_slices(patches_times_kernel, N, M * Kb * F // 16, blas=True)
     cache = Conv2DCache(cols2d=cols2d, W2d=W2d, has_b=b is not None, x_shape=x.shape, padded_shape=xp_.shape,
@@ -150,7 +151,7 @@ def _dx_transposed(dy, W2d, c, dy_pads):
             blk = slice(s0, min(s0 + per, sl.stop))
             n = blk.stop - blk.start
             cb = im2col(dyp[blk], kh, kw, in_h, in_w, (1, 1), c.dilation, out=cols[:n])
-            xp.matmul(cb.reshape(n * in_h * in_w, K), Wf, out=dx[blk].reshape(-1, C))  # (n*H*W, C)
+            gemm(cb.reshape(n * in_h * in_w, K), Wf, dx[blk].reshape(-1, C))      # (n*H*W, C)
 
     parallel_slices(dx_slice, N, dx.size * K // 16, blas=True)
     return dx
@@ -183,7 +184,7 @@ def _dx_per_offset(dy2d, W2d, c):
         dxs.fill(0)
         for i in range(kh):
             for j in range(kw):
-                xp.matmul(dys, W4[i, j].T, out=gs)                         # (n * P, C)
+                gemm(dys, W4[i, j].T, gs)                                  # (n * P, C)
                 offset_view(dxs, i, j, out_h, out_w, c.strides, c.dilation)[...] += gs4
         if dx is not dxp:
             dx[sl] = dxs[:, pt:pt + in_h, pl:pl + in_w]

@@ -22,6 +22,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
+from .gemm import gemm
+
 # Below this many elements touched, the handoff costs more than it saves: waking a pool thread
 # and waking the caller again took 70-100 us here (a lock round trip between two threads), about
 # a 2^18-element pass. Measured on seed001's step: 12.8 ms at 2^16, 12.1 at 2^18, 12.7 at 2^20.
@@ -191,10 +193,10 @@ def matmul(a, b, out=None, split=None):
         out = np.empty((m, n), np.result_type(a, b))
 
     def rows(sl):
-        np.matmul(a[sl], b, out=out[sl])
+        gemm(a[sl], b, out[sl])
 
     def cols(sl):
-        np.matmul(a, b[:, sl], out=out[:, sl])
+        gemm(a, b[:, sl], out[:, sl])
 
     parallel_slices(rows if split == 0 else cols, m if split == 0 else n, m * n * a.shape[1] // 16, blas=True)
     return out
@@ -231,7 +233,7 @@ def matmul_tn(a, b):
 
         def blocks(sl):
             for k in range(sl.start, sl.stop):
-                np.matmul(lhs[k * rows:(k + 1) * rows].T, rhs[k * rows:(k + 1) * rows], out=parts[k])
+                gemm(lhs[k * rows:(k + 1) * rows].T, rhs[k * rows:(k + 1) * rows], parts[k])
 
         parallel_slices(blocks, n_blocks, M * K * F // 16, blas=True)
         total = parts.sum(axis=0)
