@@ -121,6 +121,7 @@ def write_table():
              "| recipe | dataset | epochs | augment | test accuracy | seed's claim | target | met | wall time | cores | "
              "command |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for r in rows:
+        r["dataset"] = r["dataset"].replace("-", "_")  # a folder's name (fashion-mnist) is the catalog's set
         target = TARGETS.get((r["recipe"], r["dataset"]))
         if target:
             acc_t, minutes = target
