@@ -8,8 +8,9 @@ Each run appends one JSON file to ``bench/results/`` with the keys ``recipe``,
 official test set), ``best_epoch`` (the epoch with the highest test accuracy,
 for information: the reported number is the last epoch's, not a pick on the
 test set), ``wall_seconds``, ``cores``, ``seed`` and ``version``. For a recipe
-with ``test_time_flip``, ``test_accuracy`` averages the outputs on each test
-image and its mirror image after the last epoch; ``test_accuracy_single_view``
+with test-time augmentation (``test_time_flip``, ``test_time_shift``),
+``test_accuracy`` averages the outputs over the views of each test image after
+the last epoch (``cnnlab.training.predict_tta``); ``test_accuracy_single_view``
 and the per-epoch numbers are without it.
 ``python bench/accuracy.py --table`` only regenerates BENCHMARKS.md.
 """
@@ -33,7 +34,7 @@ from cnnlab.datasets import augment as augment_mod  # noqa: E402
 from cnnlab.datasets import load  # noqa: E402
 from cnnlab.ops import threads  # noqa: E402
 from cnnlab.random import set_random_seed  # noqa: E402
-from cnnlab.training import predict_flip_averaged  # noqa: E402
+from cnnlab.training import predict_tta, tta_views  # noqa: E402
 from cnnlab.training.callbacks import Callback  # noqa: E402
 
 RESULTS = os.path.join(HERE, "results")
@@ -51,12 +52,14 @@ TARGETS = {
 
 
 class TestEachEpoch(Callback):
-    """Test accuracy after every epoch; with ``flip``, the last epoch's is also measured averaged
-    over each image and its mirror image (``flip_accuracy``), which is the recipe's reported number."""
+    """Test accuracy after every epoch; with test-time augmentation (``flip``, ``shift``), the last
+    epoch's is also measured averaged over the views of each image (``tta_accuracy``), which is the
+    recipe's reported number."""
 
-    def __init__(self, x, y, flip=False):
+    def __init__(self, x, y, flip=False, shift=0):
         super().__init__()
-        self.x, self.y, self.flip, self.accuracies, self.flip_accuracy = x, y, flip, [], None
+        self.x, self.y, self.flip, self.shift = x, y, flip, shift
+        self.accuracies, self.tta_accuracy = [], None
 
     def _accuracy(self, out):
         return float((out.argmax(-1) == self.y).mean())
@@ -67,9 +70,11 @@ class TestEachEpoch(Callback):
         print(f"  epoch {epoch + 1}: test accuracy {acc:.4f}", flush=True)
 
     def on_train_end(self, logs=None):
-        if self.flip:
-            self.flip_accuracy = self._accuracy(predict_flip_averaged(self.model, self.x, batch_size=500))
-            print(f"  test accuracy averaged with mirror images {self.flip_accuracy:.4f}", flush=True)
+        if self.flip or self.shift:
+            out = predict_tta(self.model, self.x, flip=self.flip, shift=self.shift, batch_size=500)
+            self.tta_accuracy = self._accuracy(out)
+            print(f"  test accuracy averaged over {len(tta_views(self.flip, self.shift))} views "
+                  f"{self.tta_accuracy:.4f}", flush=True)
 
 
 def run(recipe_name, data, epochs=None, seed=0, batch_size=None, out_dir=None, augment=None):
@@ -82,7 +87,8 @@ def run(recipe_name, data, epochs=None, seed=0, batch_size=None, out_dir=None, a
     steps = -(-len(x_train) // batch_size)
     model = recipe.compiled(input_shape=x_train.shape[1:], num_classes=len(ds.class_names),
                             steps_per_epoch=steps, epochs=epochs)
-    tester = TestEachEpoch(x_test, ds.y_test.astype(np.int64), flip=recipe.test_time_flip)
+    tester = TestEachEpoch(x_test, ds.y_test.astype(np.int64), flip=recipe.test_time_flip,
+                           shift=recipe.test_time_shift)
     augment_spec = recipe.augment if augment is None else augment
     augment = augment_mod.parse(augment_spec) if augment_spec else None
     start = time.perf_counter()
@@ -90,12 +96,13 @@ def run(recipe_name, data, epochs=None, seed=0, batch_size=None, out_dir=None, a
               callbacks=[tester], augment=augment, seed=seed, run_dir=out_dir)
     wall = time.perf_counter() - start
     row = {"recipe": recipe_name, "dataset": ds.name, "data_arg": data, "epochs": epochs,
-           "test_accuracy": tester.accuracies[-1] if tester.flip_accuracy is None else tester.flip_accuracy,
+           "test_accuracy": tester.accuracies[-1] if tester.tta_accuracy is None else tester.tta_accuracy,
            "test_accuracy_single_view": tester.accuracies[-1],
            "best_epoch": int(np.argmax(tester.accuracies)) + 1,
            "per_epoch_test_accuracy": tester.accuracies, "wall_seconds": round(wall, 1),
            "cores": len(os.sched_getaffinity(0)), "threads": threads.num_threads(), "seed": seed, "version": cnnlab.__version__,
            "batch_size": batch_size, "augment": augment_spec, "test_time_flip": recipe.test_time_flip,
+           "test_time_shift": recipe.test_time_shift,
            "claim": recipe.claim,
            "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
     os.makedirs(RESULTS, exist_ok=True)
@@ -106,6 +113,11 @@ def run(recipe_name, data, epochs=None, seed=0, batch_size=None, out_dir=None, a
 
 
 README_START, README_END = "<!-- accuracy:start -->", "<!-- accuracy:end -->"
+
+
+def _tta_label(flip, shift):
+    views = (["flip"] if flip else []) + ([f"{shift}-px shifts"] if shift else [])
+    return f" (+ test-time {' and '.join(views)})" if views else ""
 
 
 def write_table():
@@ -136,7 +148,7 @@ def write_table():
         if r.get("seed", 0) != 0:
             cmd += f" --seed {r['seed']}"
         cmd = f"`{cmd}`"
-        aug = (r.get("augment") or "-") + (" (+ test-time flip)" if r.get("test_time_flip") else "")
+        aug = (r.get("augment") or "-") + _tta_label(r.get("test_time_flip"), r.get("test_time_shift"))
         lines.append(f"| {r['recipe']} | {r['dataset']} | {r['epochs']} | {aug} | "
                      f"{r['test_accuracy']:.2%} | "
                      f"{r.get('claim') or '-'} | {target_s} | {met} | {r['wall_seconds'] / 60:.1f} min | {r['cores']} | {cmd} |")

@@ -252,6 +252,12 @@ def cmd_evaluate(args):
     cm = confusion_matrix(ds.y_test, probs, num_classes=model.output_shape[-1])
     print(f"{args.run_dir}: {ds.name} test set, {len(x)} images")
     print(f"loss: {result['loss']:.4f} - accuracy: {result.get('accuracy', float('nan')):.4f}")
+    tta = None
+    if args.tta_flip or args.tta_shift:
+        from .training import predict_tta, tta_views
+        tta_probs = predict_tta(model, x, flip=args.tta_flip, shift=args.tta_shift, batch_size=args.batch_size)
+        tta = float((tta_probs.argmax(-1) == np.asarray(ds.y_test)).mean())
+        print(f"accuracy averaged over {len(tta_views(args.tta_flip, args.tta_shift))} test-time views: {tta:.4f}")
     print()
     print(classification_report(ds.y_test, probs, class_names=names, num_classes=len(cm)))
     print()
@@ -261,7 +267,8 @@ def cmd_evaluate(args):
     for n, row in zip(names, cm):
         print(f"{str(n)[:width]:>{width}} " + " ".join(f"{v:>{width}d}" for v in row))
     if args.json:
-        _emit_json({"test_accuracy": result.get("accuracy"), "test_loss": result["loss"], "run_dir": args.run_dir,
+        _emit_json({"test_accuracy": result.get("accuracy"), "test_accuracy_tta": tta,
+                    "test_loss": result["loss"], "run_dir": args.run_dir,
                     "data": ds.name, "class_names": names, "confusion_matrix": cm.tolist()})
     return 0
 
@@ -342,6 +349,16 @@ def cmd_datasets(args):
 
 
 # ----- parser -----------------------------------------------------------------------------------
+def _nonnegative_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, received {text!r}")
+    return value
+
+
 def build_parser():
     p = _Parser(prog="cnnlab", description="Train, evaluate and inspect convolutional networks.")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
@@ -373,6 +390,10 @@ def build_parser():
     e.add_argument("--data", metavar="NAME|PATH", help="data set (default: the run's)")
     e.add_argument("--best", action="store_true", help="use RUN_DIR/best instead of the latest checkpoint")
     e.add_argument("--batch-size", type=int, default=256, metavar="N")
+    e.add_argument("--tta-flip", action="store_true",
+                   help="also report the accuracy averaged with each image's mirror image (not for digits)")
+    e.add_argument("--tta-shift", type=_nonnegative_int, default=0, metavar="PIXELS",
+                   help="also average over copies moved PIXELS up, down, left and right")
     e.add_argument("--json", action="store_true")
     e.set_defaults(func=cmd_evaluate)
 

@@ -92,6 +92,25 @@ def test_evaluate(trained):
     assert "macro avg" in out
 
 
+def test_evaluate_with_test_time_views(trained):
+    from cnnlab.datasets import load
+    from cnnlab.models import load_model
+    from cnnlab.training import predict_tta
+    d, result = trained
+    status, out, err = run(["evaluate", d, "--tta-flip", "--tta-shift", "1", "--json"])
+    assert status == 0, err
+    ev = last_json(out)
+    assert ev["test_accuracy"] == pytest.approx(result["test_accuracy"])  # the single view is still reported
+    ds = load("digits")
+    probs = predict_tta(load_model(d), ds.x_test.astype(np.float32) / 255, flip=True, shift=1)
+    assert ev["test_accuracy_tta"] == pytest.approx(float((probs.argmax(-1) == ds.y_test).mean()))
+    assert "averaged over 10 test-time views" in out
+    status, out, err = run(["evaluate", d, "--json"])
+    assert last_json(out)["test_accuracy_tta"] is None
+    status, out, err = run(["evaluate", d, "--tta-shift", "-1"])
+    assert status == 2 and "--tta-shift" in err and "'-1'" in err
+
+
 def test_predict_png_matches_model(trained, tmp_path):
     from PIL import Image
     from cnnlab.datasets import load

@@ -6,6 +6,7 @@ import time
 
 import numpy as np
 
+from ..datasets.augment import shift as augment_shift
 from ..datasets.pipeline import BatchIterator
 from ..io import atomic_write_json
 from ..random import get_rng_state, set_rng_state
@@ -50,17 +51,42 @@ def evaluate(model, x, y, batch_size=32):
     return result
 
 
+def tta_views(flip=True, shift=0):
+    """The views ``predict_tta`` averages, as ``(dy, dx, mirrored)``: the image itself, then moved
+    ``shift`` pixels up, down, left and right; each also mirrored left-right when ``flip``."""
+    shift = int(shift)
+    if shift < 0:
+        raise ValueError(f"test-time augmentation: `shift` must be >= 0 pixels, received {shift}")
+    moves = [(0, 0)] + ([(-shift, 0), (shift, 0), (0, -shift), (0, shift)] if shift else [])
+    return [(dy, dx, m) for dy, dx in moves for m in ((False, True) if flip else (False,))]
+
+
+def predict_tta(model, x, flip=True, shift=0, batch_size=32):
+    """Test-time augmentation: the mean of the model's outputs over views of ``x`` (N, H, W, C):
+    the images themselves, their mirror images (``flip``), and copies moved ``shift`` pixels in
+    each of four directions (zeros shifted in), mirrored too when ``flip``. Mirroring suits classes
+    that a horizontal flip does not change (clothing, objects), not digits or text; shifts suit
+    models trained with shift augmentation. ``flip=True, shift=1`` averages 10 views."""
+    x = np.asarray(x)
+    if x.ndim != 4:
+        raise ValueError(f"predict_tta(): expected images of shape (N, H, W, C), received {x.shape}")
+    views = tta_views(flip, shift)
+    out = None
+    for dy, dx, mirrored in views:
+        v = x if (dy, dx) == (0, 0) else augment_shift(x, dy, dx)
+        p = model.predict(v[:, :, ::-1] if mirrored else v, batch_size=batch_size)
+        out = p if out is None else out.__iadd__(p)
+    if len(views) > 1:
+        out *= 1.0 / len(views)
+    return out
+
+
 def predict_flip_averaged(model, x, batch_size=32):
-    """Test-time augmentation: the mean of the model's outputs on ``x`` (N, H, W, C) and on its
-    mirror image ``x[:, :, ::-1]``. For classes that a horizontal flip does not change (clothing,
-    objects), not for digits or text."""
+    """``predict_tta(model, x, flip=True)``: the mean of the outputs on each image and its mirror image."""
     x = np.asarray(x)
     if x.ndim != 4:
         raise ValueError(f"predict_flip_averaged(): expected images of shape (N, H, W, C), received {x.shape}")
-    out = model.predict(x, batch_size=batch_size)
-    out += model.predict(x[:, :, ::-1], batch_size=batch_size)
-    out *= 0.5
-    return out
+    return predict_tta(model, x, flip=True, batch_size=batch_size)
 
 
 def _fit_arguments(batch_size, epochs, shuffle, seed, augment, validation_split, monitor, steps_per_epoch):

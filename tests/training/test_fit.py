@@ -158,6 +158,31 @@ def test_empty_and_mismatched_data():
         m.fit(np.zeros((4, 6, 6, 1)), np.zeros(3), verbose=0)
 
 
+def test_predict_tta_is_the_mean_over_shifted_and_mirrored_views():
+    from cnnlab.layers import Conv2D, Dense, Flatten, Input
+    from cnnlab.models import Sequential
+    from cnnlab.training import predict_tta, tta_views
+    model = Sequential([Input((5, 6, 2)), Conv2D(3, (2, 3)), Flatten(), Dense(4, activation="softmax")])
+    x = np.random.default_rng(0).random((7, 5, 6, 2), dtype=np.float32)
+
+    def moved(a, dy, dx):  # pad with zeros, then crop the window that the move brings into view
+        p = np.pad(a, ((0, 0), (1, 1), (1, 1), (0, 0)))
+        return p[:, 1 - dy:1 - dy + a.shape[1], 1 - dx:1 - dx + a.shape[2]]
+
+    views = [moved(x, dy, dx) for dy, dx in [(0, 0), (-1, 0), (1, 0), (0, -1), (0, 1)]]
+    views += [v[:, :, ::-1] for v in views]
+    expected = np.mean([model.predict(v) for v in views], axis=0)
+    out = predict_tta(model, x, flip=True, shift=1, batch_size=3)
+    np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-7)
+    assert len(tta_views(True, 1)) == 10 and len(tta_views(False, 2)) == 5 and tta_views(False, 0) == [(0, 0, False)]
+    assert np.array_equal(predict_tta(model, x, flip=False), model.predict(x))  # one view: the plain prediction
+    shifted_only = np.mean([model.predict(v) for v in views[:5]], axis=0)
+    np.testing.assert_allclose(predict_tta(model, x, flip=False, shift=1), shifted_only, rtol=1e-5, atol=1e-7)
+    assert not np.allclose(out, model.predict(x), atol=1e-4)  # the views do change the answer
+    with pytest.raises(ValueError, match="shift.*-1"):
+        predict_tta(model, x, shift=-1)
+
+
 def test_predict_flip_averaged_is_the_mean_over_the_mirror_image():
     from cnnlab.layers import Conv2D, Dense, Flatten, Input
     from cnnlab.models import Sequential
