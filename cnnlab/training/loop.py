@@ -72,10 +72,14 @@ def predict_tta(model, x, flip=True, shift=0, batch_size=32):
         raise ValueError(f"predict_tta(): expected images of shape (N, H, W, C), received {x.shape}")
     views = tta_views(flip, shift)
     out = None
-    for dy, dx, mirrored in views:
-        v = x if (dy, dx) == (0, 0) else augment_shift(x, dy, dx)
-        p = model.predict(v[:, :, ::-1] if mirrored else v, batch_size=batch_size)
-        out = p if out is None else out.__iadd__(p)
+    for (dy, dx), same_move in itertools.groupby(views, key=lambda view: view[:2]):
+        moved = x if (dy, dx) == (0, 0) else augment_shift(x, dy, dx)
+        for _, _, mirrored in same_move:
+            p = model.predict(moved[:, :, ::-1] if mirrored else moved, batch_size=batch_size)
+            if out is None:
+                out = p
+            else:
+                out += p
     if len(views) > 1:
         out *= 1.0 / len(views)
     return out
