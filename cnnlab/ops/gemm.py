@@ -29,9 +29,9 @@ _MKL_INTERFACE_LP64 = 0
 _INT_MAX = 2**31 - 1
 
 _kernels = None      # {np.dtype: cblas_?gemm}, once MKL is loaded
-# Smaller products stay with NumPy: a ctypes call costs about 7 us more than np.matmul, and
-# MKL was no faster there (measured: 128 x 256 x 100, 55 us NumPy vs 59 us MKL; 128 x 576 x 128,
-# 138 vs 128 us; 10816 x 109 x 16, 438 vs 362 us).
+# Smaller products stay with NumPy: a ctypes call costs about 7 us more than np.matmul, and below
+# about 2^23 multiply-adds MKL was no faster (128 x 256 x 100: 55 us NumPy, 59 us MKL); above it,
+# it was (128 x 576 x 128: 138 vs 128 us; 10816 x 109 x 16: 438 vs 362 us).
 MKL_MIN_MACS = 1 << 23
 _backend = "numpy"
 
@@ -76,13 +76,23 @@ def _intel_cpu():
         return False
 
 
+def _numpy_has_mkl():
+    """True when MKL is in the process before cnnlab loads it: NumPy built on MKL (as conda's),
+    whose matmul is MKL already, threaded by MKL itself."""
+    try:
+        with open("/proc/self/maps") as f:
+            return any("libmkl" in line for line in f)
+    except OSError:
+        return False
+
+
 def set_backend(name):
     """``"mkl"`` (raises if MKL cannot be loaded), ``"numpy"``, or ``"auto"`` (MKL when it is
-    installed and the CPU is Intel's); returns the backend now in use."""
+    installed, the CPU is Intel's and NumPy is not on MKL already); returns the backend now in use."""
     global _kernels, _backend
     if name not in ("auto", "mkl", "numpy"):
         raise ValueError(f"gemm backend must be 'auto', 'mkl' or 'numpy', received {name!r}")
-    if name == "numpy" or (name == "auto" and not _intel_cpu()):
+    if name == "numpy" or (name == "auto" and (not _intel_cpu() or (_kernels is None and _numpy_has_mkl()))):
         _backend = "numpy"
         return _backend
     if _kernels is None:

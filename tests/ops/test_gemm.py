@@ -124,6 +124,21 @@ def test_set_backend_errors_name_the_value(monkeypatch, backend):
     assert gemm.set_backend("auto") == "numpy"  # auto without MKL: NumPy, no error
 
 
+@needs_mkl
+def test_auto_leaves_numpy_alone_on_other_cpus_and_when_numpy_is_on_mkl(monkeypatch, backend):
+    monkeypatch.setattr(gemm, "_kernels", None)
+    monkeypatch.setattr(gemm, "_numpy_has_mkl", lambda: False)
+    monkeypatch.setattr(gemm, "_intel_cpu", lambda: False)
+    assert gemm.set_backend("auto") == "numpy"
+    monkeypatch.setattr(gemm, "_intel_cpu", lambda: True)
+    monkeypatch.setattr(gemm, "_numpy_has_mkl", lambda: True)  # conda's NumPy: its matmul is MKL already
+    assert gemm.set_backend("auto") == "numpy"
+    assert gemm.set_backend("mkl") == "mkl"  # asked for by name, it loads anyway
+    monkeypatch.setattr(gemm, "_numpy_has_mkl", lambda: False)
+    monkeypatch.setattr(gemm, "_kernels", None)
+    assert gemm.set_backend("auto") == "mkl"
+
+
 @pytest.mark.parametrize("value, expected", [("numpy", "numpy"), ("bogus", "CNNLAB_GEMM must be")])
 def test_environment_variable(value, expected):
     env = dict(os.environ, CNNLAB_GEMM=value)
