@@ -133,12 +133,11 @@ def gemm(a, b, out):
         if (fn is not None and a.dtype == b.dtype == out.dtype and b.shape[0] == K and out.shape == (M, b.shape[1])
                 and 0 < min(M, K, b.shape[1]) and max(out.shape + a.shape) < _INT_MAX and out.flags.writeable
                 and a.flags.aligned and b.flags.aligned and out.flags.aligned):
-            opa, opb = _operand(a), _operand(b)
-            oc = out.strides[1] == out.itemsize and out.strides[0] % out.itemsize == 0 \
-                and out.strides[0] // out.itemsize >= out.shape[1]
-            if opa and opb and oc and not (np.may_share_memory(out, a) or np.may_share_memory(out, b)):
+            opa, opb, opc = _operand(a), _operand(b), _operand(out)
+            if (opa and opb and opc and opc[0] == _NO_TRANS
+                    and not (np.may_share_memory(out, a) or np.may_share_memory(out, b))):
                 fn(_ROW_MAJOR, opa[0], opb[0], M, b.shape[1], K, 1.0, a.ctypes.data, opa[1], b.ctypes.data,
-                   opb[1], 0.0, out.ctypes.data, out.strides[0] // out.itemsize)
+                   opb[1], 0.0, out.ctypes.data, opc[1])
                 return out
     return np.matmul(a, b, out=out)
 
