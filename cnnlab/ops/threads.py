@@ -18,21 +18,22 @@ import contextlib
 import ctypes
 import os
 import threading
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
 from .gemm import gemm
 
-# Below this many elements touched, the handoff costs more than it saves: waking a pool thread
-# and waking the caller again took 70-100 us here (a lock round trip between two threads), about
-# a 2^18-element pass. Measured on seed001's step: 12.8 ms at 2^16, 12.1 at 2^18, 12.7 at 2^20.
+# Below this many elements touched, the handoff costs more than it saves: a chunk's start
+# and end each wait for a thread to wake and take the GIL (a 64K-float pass per thread:
+# 41 us in parallel vs 25 us for both inline). Measured on seed001's whole step (ms):
+# 15.7 at 2^16 and 2^17, 15.2 at 2^18, 16.0 at 2^19; seed000 flat from 2^16 to 2^19.
 MIN_WORK = 1 << 18
 
 _lock = threading.Lock()
 _local = threading.local()    # .inside: this thread is running a chunk (nested calls run inline)
 _num_threads = None
-_executor = None
+_workers = None              # list of _Worker, created on first use
+_busy = threading.Lock()     # held by the thread whose chunks the workers are running
 
 
 def _find_blas_local():
@@ -80,31 +81,81 @@ def num_threads():
 
 def set_num_threads(n):
     """Use ``n`` threads from now on; 1 runs everything inline in the calling thread."""
-    global _num_threads, _executor
+    global _num_threads, _workers
     n = int(n)
     if n < 1:
         raise ValueError(f"set_num_threads: n must be >= 1, got {n}")
-    with _lock:
-        old, _executor = _executor, None
+    with _busy, _lock:  # _busy first, as in parallel_slices
+        old, _workers = _workers, None
         _num_threads = n
-    if old is not None:
-        old.shutdown(wait=True)
+    for w in old or ():
+        w.stop()
+
+
+class _Worker:
+    """One pool thread, handed one chunk at a time through two bare locks.
+
+    Bare locks, not a ThreadPoolExecutor: its queue, futures and conditions cost about 80 us
+    more per handoff here (a 64K-float pass per thread: 119 us through the executor, 41 us
+    through locks, 25 us for both passes inline).
+    """
+
+    def __init__(self, k):
+        self.go = threading.Lock()
+        self.go.acquire()
+        self.done = threading.Lock()
+        self.done.acquire()
+        self.task = self.error = None
+        self.thread = threading.Thread(target=self._loop, name=f"cnnlab-{k}", daemon=True)
+        self.thread.start()
+
+    def _loop(self):
+        while True:
+            self.go.acquire()
+            if self.task is None:  # stop()
+                return
+            # Set per chunk, while the caller holds its own at one thread, and never put back:
+            # OpenBLAS's "local" setting acts process-wide in some builds, so a worker's setting
+            # made at any other time (or restored per chunk) could race with the caller's.
+            if _blas_local is not None:
+                _blas_local(1)
+            try:
+                _run(*self.task)
+            except BaseException as e:
+                self.error = e
+            self.task = None
+            self.done.release()
+
+    def submit(self, fn, sl):
+        self.task = (fn, sl)
+        self.go.release()
+
+    def wait(self):
+        """Block until the chunk is done; return its exception or None."""
+        self.done.acquire()
+        error, self.error = self.error, None
+        return error
+
+    def stop(self):
+        self.task = None
+        self.go.release()
+        self.thread.join()
 
 
 def _pool():
-    global _executor
+    global _workers
     with _lock:
-        if _executor is None:
-            _executor = ThreadPoolExecutor(max_workers=num_threads() - 1, thread_name_prefix="cnnlab")
-        return _executor
+        if _workers is None:
+            _workers = [_Worker(k) for k in range(1, num_threads())]
+        return _workers
 
 
 def _forget_pool():
-    global _executor, _lock
-    _executor, _lock = None, threading.Lock()
+    global _workers, _lock, _busy
+    _workers, _lock, _busy = None, threading.Lock(), threading.Lock()
 
 
-# a forked child has the executor but none of its threads: start afresh there
+# a forked child has the workers but none of their threads: start afresh there
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_forget_pool)
 
@@ -115,15 +166,6 @@ def _run(fn, sl):
         fn(sl)
     finally:
         _local.inside = False
-
-
-def _run_in_worker(fn, sl):
-    # Our pool threads run nothing but chunks, so their BLAS setting is never put back.
-    # (OpenBLAS's "local" setting acts process-wide in some builds: putting it back per
-    # chunk raced with the calling thread's and could leave the process at one thread.)
-    if _blas_local is not None:
-        _blas_local(1)
-    _run(fn, sl)
 
 
 @contextlib.contextmanager
@@ -157,20 +199,27 @@ def parallel_slices(fn, n, work=None, blas=False):
         with _one_blas_thread() if blas else contextlib.nullcontext():
             fn(slice(0, n))
         return
-    bounds = [n * i // k for i in range(k + 1)]
-    pool = _pool()
-    error = None
-    with _one_blas_thread():  # restored only once every chunk is done
-        futures = [pool.submit(_run_in_worker, fn, slice(bounds[i], bounds[i + 1])) for i in range(1, k)]
-        try:
-            _run(fn, slice(bounds[0], bounds[1]))
-        except BaseException as e:  # still wait: the other chunks are writing into shared outputs
-            error = e
-        for f in futures:
+    if not _busy.acquire(blocking=False):
+        # another thread's chunks hold the workers: run inline rather than queue behind them
+        with _one_blas_thread() if blas else contextlib.nullcontext():
+            fn(slice(0, n))
+        return
+    try:
+        bounds = [n * i // k for i in range(k + 1)]
+        workers = _pool()[:k - 1]
+        error = None
+        with _one_blas_thread():  # restored only once every chunk is done
+            for i, w in enumerate(workers, start=1):
+                w.submit(fn, slice(bounds[i], bounds[i + 1]))
             try:
-                f.result()
-            except BaseException as e:
-                error = error or e
+                _run(fn, slice(bounds[0], bounds[1]))
+            except BaseException as e:  # still wait: the other chunks are writing into shared outputs
+                error = e
+            for w in workers:
+                chunk_error = w.wait()
+                error = error or chunk_error
+    finally:
+        _busy.release()
     if error is not None:
         raise error
 

@@ -89,6 +89,51 @@ def test_nested_calls_run_inline(no_threshold):
     assert sorted((s.start, s.stop, same) for s, same in inner) == [(0, 10, True), (0, 10, True)]
 
 
+def test_workers_persist_and_stop(no_threshold):
+    threads.set_num_threads(3)
+    ids = [set(), set()]
+    lock = threading.Lock()
+    for seen in ids:
+        def fn(sl, seen=seen):
+            with lock:
+                seen.add(threading.get_ident())
+        threads.parallel_slices(fn, 3)
+    assert len(ids[0]) == 3 and ids[0] == ids[1]  # the same pool threads, not fresh ones per call
+    workers = [w.thread for w in threads._workers]
+    threads.set_num_threads(1)
+    assert threads._workers is None and not any(t.is_alive() for t in workers)
+
+
+def test_concurrent_callers_each_get_every_index(no_threshold):
+    # two threads of the user's calling at once: whichever finds the workers busy runs inline
+    threads.set_num_threads(2)
+    results, errors = {}, []
+    barrier = threading.Barrier(4)
+
+    def caller(c):
+        try:
+            barrier.wait()
+            for r in range(50):
+                hits = np.zeros(64, dtype=int)
+
+                def fn(sl):
+                    time.sleep(0.0002)
+                    hits[sl] += 1
+
+                threads.parallel_slices(fn, 64)
+                assert (hits == 1).all(), (c, r)
+            results[c] = True
+        except BaseException as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    ts = [threading.Thread(target=caller, args=(c,)) for c in range(4)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join(timeout=60)
+    assert not errors and len(results) == 4
+
+
 def test_set_num_threads_rejects_zero(restore_threads):
     with pytest.raises(ValueError):
         threads.set_num_threads(0)
