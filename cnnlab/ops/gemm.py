@@ -30,9 +30,10 @@ _INT_MAX = 2**31 - 1
 
 _kernels = None      # {np.dtype: cblas_?gemm}, once MKL is loaded
 # Smaller products stay with NumPy: a ctypes call costs about 7 us more than np.matmul, and below
-# about 2^23 multiply-adds MKL was no faster (128 x 256 x 100: 55 us NumPy, 59 us MKL); above it,
-# it was (128 x 576 x 128: 138 vs 128 us; 10816 x 109 x 16: 438 vs 362 us).
-MKL_MIN_MACS = 1 << 23
+# about 2^22 multiply-adds MKL was no faster (128 x 256 x 100: 53 us NumPy, 61 us MKL; 10 x 2978 x 12:
+# 11 vs 26 us); above it, it was, on one thread each (50176 x 10 x 12: 347 vs 230 us; 10 x 50176 x 12:
+# 571 vs 257 us; 3549 x 144 x 12: 211 vs 177 us; 128 x 576 x 128: 138 vs 128 us).
+MKL_MIN_MACS = 1 << 22
 _backend = "numpy"
 
 
@@ -113,6 +114,12 @@ def backend():
     return _backend
 
 
+def mkl_takes(macs, dtype):
+    """True when ``gemm`` sends a product of ``macs`` multiply-adds in ``dtype`` to MKL
+    (operands it can read in place)."""
+    return _backend == "mkl" and macs >= MKL_MIN_MACS and np.dtype(dtype) in _kernels
+
+
 def _operand(m):
     """``(trans, ld)`` for reading 2-D ``m`` in place as a row-major BLAS operand, or None."""
     item = m.itemsize
@@ -127,10 +134,10 @@ def _operand(m):
 
 def gemm(a, b, out):
     """``out[...] = a @ b`` for 2-D ``a`` (M, K), ``b`` (K, N) and ``out`` (M, N); returns ``out``."""
-    if _backend == "mkl" and a.shape[0] * a.shape[1] * b.shape[1] >= MKL_MIN_MACS:
-        fn = _kernels.get(out.dtype)
+    if mkl_takes(a.shape[0] * a.shape[1] * b.shape[1], out.dtype):
+        fn = _kernels[out.dtype]
         M, K = a.shape
-        if (fn is not None and a.dtype == b.dtype == out.dtype and b.shape[0] == K and out.shape == (M, b.shape[1])
+        if (a.dtype == b.dtype == out.dtype and b.shape[0] == K and out.shape == (M, b.shape[1])
                 and 0 < min(M, K, b.shape[1]) and max(out.shape + a.shape) < _INT_MAX and out.flags.writeable
                 and a.flags.aligned and b.flags.aligned and out.flags.aligned):
             opa, opb, opc = _operand(a), _operand(b), _operand(out)

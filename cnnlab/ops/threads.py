@@ -21,7 +21,8 @@ import threading
 
 import numpy as np
 
-from .gemm import gemm
+from . import gemm as _gemm
+from .gemm import gemm, mkl_takes
 
 # Below this many elements touched, the handoff costs more than it saves: a chunk's start
 # and end each wait for a thread to wake and take the GIL (a 64K-float pass per thread:
@@ -255,35 +256,46 @@ BLOCK_BYTES = 1 << 18   # of both operands' rows, per matmul_tn block
 MIN_BLOCK_ROWS = 512
 MIN_BLOCKS = 16          # fewer, or K > MAX_BLOCKED_K: one GEMM over all rows (measured
 MAX_BLOCKED_K = 128      # no faster blocked: 3x3 convs from 32 channels up)
+MAX_MKL_PARTS = 8
 
 
 def matmul_tn(a, b):
-    """``a.T @ b`` for tall ``a`` (M, K) and ``b`` (M, F), as conv2d's dW: one GEMM per
-    block of rows, the partial products summed in block order.
+    """``a.T @ b`` for tall ``a`` (M, K) and ``b`` (M, F), as conv2d's dW: the rows cut into
+    parts, one GEMM per part, the partial products summed in part order. The parts depend
+    only on the shapes, so the result does not depend on the number of threads.
 
-    One GEMM over all M rows, its output too small to reuse the operands it packs,
-    was measured 1.4-3x slower than blocks that stay in cache when K is small (dW over
-    128 images: 1 -> 32 channels 5x5 at 28x28, 4.7 vs 1.5 ms; 12 -> 16 channels 3x3 at
-    13x13, 0.87 vs 0.60 ms). The blocks depend only on the shapes, so the result does
-    not depend on the number of threads.
+    With MKL, up to ``MAX_MKL_PARTS`` parts of at least ``MKL_MIN_MACS`` each, split over the
+    threads. Otherwise blocks of rows that stay in cache: NumPy's OpenBLAS, given one GEMM
+    over all M rows (its output too small to reuse the operands it packs), was measured
+    1.4-3x slower than such blocks when K is small (dW over 128 images: 1 -> 32 channels 5x5
+    at 28x28, 4.7 vs 1.5 ms; 12 -> 16 channels 3x3 at 13x13, 0.87 vs 0.60 ms). MKL takes
+    such long products well, and fewer, longer GEMMs beat those blocks on 2 threads (ms):
+    1 -> 12 channels 3x3 at 28x28, 0.42 vs 0.73; 12 -> 16 at 13x13, 0.64 vs 1.13; 1 -> 32 5x5,
+    1.0 vs 2.0; 32 -> 64 3x3 at 14x14, 3.5 vs 3.6-3.9 (there against one GEMM per thread).
     """
     M, K = a.shape
     F = b.shape[1]
     dtype = np.result_type(a, b)
-    rows = max(MIN_BLOCK_ROWS, BLOCK_BYTES // (dtype.itemsize * (K + F)))
-    n_blocks = -(-M // rows)
     # row-major a: (b^T a)^T reads both blocks along their rows; K-major a: a^T is the row-major one
     k_major = a.strides[0] < a.strides[1]
     lhs, rhs = (a, b) if k_major else (b, a)
-    if n_blocks < MIN_BLOCKS or K > MAX_BLOCKED_K:
-        total = matmul(lhs.T, rhs, split=0 if k_major else 1)
+    if a.dtype == b.dtype and mkl_takes(M * K * F, dtype):
+        n_parts = max(1, min(MAX_MKL_PARTS, M, M * K * F // max(1, _gemm.MKL_MIN_MACS)))
+        bounds = [M * k // n_parts for k in range(n_parts + 1)]
     else:
-        parts = np.empty((n_blocks, lhs.shape[1], rhs.shape[1]), dtype)    # (blocks, K, F) or (blocks, F, K)
+        rows = max(MIN_BLOCK_ROWS, BLOCK_BYTES // (dtype.itemsize * (K + F)))
+        n_parts = -(-M // rows)
+        if n_parts < MIN_BLOCKS or K > MAX_BLOCKED_K:
+            total = matmul(lhs.T, rhs, split=0 if k_major else 1)
+            return total if k_major else total.T                           # (K, F)
+        bounds = [min(k * rows, M) for k in range(n_parts + 1)]
+    parts = np.empty((n_parts, lhs.shape[1], rhs.shape[1]), dtype)         # (parts, K, F) or (parts, F, K)
 
-        def blocks(sl):
-            for k in range(sl.start, sl.stop):
-                gemm(lhs[k * rows:(k + 1) * rows].T, rhs[k * rows:(k + 1) * rows], parts[k])
+    def part(sl):
+        for k in range(sl.start, sl.stop):
+            rows = slice(bounds[k], bounds[k + 1])
+            gemm(lhs[rows].T, rhs[rows], parts[k])
 
-        parallel_slices(blocks, n_blocks, M * K * F // 16, blas=True)
-        total = parts.sum(axis=0)
+    parallel_slices(part, n_parts, M * K * F // 16, blas=True)
+    total = parts.sum(axis=0) if n_parts > 1 else parts[0]
     return total if k_major else total.T                                   # (K, F)

@@ -145,3 +145,31 @@ def test_environment_variable(value, expected):
     r = subprocess.run([sys.executable, "-c", "from cnnlab.ops import gemm; print(gemm.backend())"],
                        capture_output=True, text=True, env=env)
     assert expected in (r.stdout + r.stderr)
+
+
+@needs_mkl
+@pytest.mark.parametrize("k_major", [False, True])
+@pytest.mark.parametrize("min_macs, n_parts", [(0, 8), (203 * 10 * 6 // 3, 3)])
+def test_matmul_tn_parts_under_mkl(backend, monkeypatch, k_major, min_macs, n_parts):
+    # dW's long reduction: up to 8 parts of at least MKL_MIN_MACS, one MKL GEMM each, summed in order
+    backend("mkl")
+    monkeypatch.setattr(gemm, "MKL_MIN_MACS", min_macs)
+    monkeypatch.setattr(threads, "MIN_WORK", 0)
+    a = rand((10, 203), 1).T if k_major else rand((203, 10), 1)  # conv2d's two column layouts
+    b = rand((203, 6), 2)
+    rows = []
+    real = threads.gemm
+    monkeypatch.setattr(threads, "gemm", lambda x, y, out: (rows.append(x.shape[1]),
+                                                 real(x, y, out))[1])
+    n = threads.num_threads()
+    results = []
+    try:
+        for k in (1, 3):
+            threads.set_num_threads(k)
+            rows.clear()
+            results.append(threads.matmul_tn(a, b))
+            assert sorted(rows) == sorted(203 * (i + 1) // n_parts - 203 * i // n_parts for i in range(n_parts))
+    finally:
+        threads.set_num_threads(n)
+    assert np.array_equal(results[0], results[1])  # the parts depend on the shapes only
+    assert_close(results[0], a.astype(np.float64).T @ b, rtol=1e-5, atol=1e-5)
