@@ -6,7 +6,8 @@ offset as a uint8 index, the smallest cache that lets backward scatter without
 touching ``x``. Overlapping (or gapped) max pooling is separable: a max along W,
 then along H, ``pw + ph`` taps instead of ``pw * ph`` (3x3 windows: 6 instead of 9,
 about half the time), each stage keeping one bool per later tap ("this tap beat
-the running max").
+the running max"); its backward rebuilds each window's winner from those masks and
+scatter-adds the gradient there.
 """
 from ..backend import xp
 from .im2col import crop2d, empty, offset_view, pad2d
@@ -216,36 +217,6 @@ def _max_stage(src, axis, k, s, m, beats, v):
         xp.maximum(m, tap, out=m)
 
 
-def _max_stage_backward(dm, beats, axis, k, s, d, g, later):
-    """Route ``dm`` (one stage's output gradient) to the tap that won: ``d`` (the stage's input).
-
-    Tap t won where it beat every earlier tap and no later one beat it. Taps t < s hit disjoint
-    positions and, when k >= s, cover the first n * s of them together: those are assigned,
-    the rest of ``d`` zeroed, and taps t >= s added. ``later[t]`` is scratch for the OR of
-    ``beats`` after tap t; ``g`` is scratch of ``dm``'s shape (None when k <= s: no tap adds).
-    """
-    n = dm.shape[axis]
-    cover = n * s if k >= s else 0
-    (d[:, cover:] if axis == 1 else d[:, :, cover:]).fill(0)
-    views = _taps(d, axis, k, s, n)
-    won_later = [None] * k                                                # OR of beats of taps > t
-    for t in range(k - 2, -1, -1):
-        won_later[t] = beats[t] if won_later[t + 1] is None else xp.logical_or(won_later[t + 1], beats[t], out=later[t])
-    for t in range(k):
-        if t == 0:
-            won = None if won_later[0] is None else xp.logical_not(won_later[0], out=later[0])
-        else:
-            won = beats[t - 1] if won_later[t] is None else xp.greater(beats[t - 1], won_later[t], out=later[t])
-        if t < s:
-            if won is None:
-                views[t][...] = dm
-            else:
-                xp.multiply(dm, won, out=views[t])
-        else:
-            xp.multiply(dm, won, out=g)
-            views[t] += g
-
-
 def _separable_max_forward(xp_, y, c):
     """Max pooling as a max along W into (N, Hp, out_w, C), then along H into ``y``.
 
@@ -266,23 +237,73 @@ def _separable_max_forward(xp_, y, c):
     parallel_slices(max_slice, N, mid.size * pw + y.size * ph)
 
 
+_STARTS = {}  # (padded shape, out shape, strides) -> _window_starts
+
+
+def _window_starts(padded_shape, out, strides):
+    """Flat index in the padded input (N, Hp, Wp, C) of each output's window's top-left pixel:
+    (N, out_h, out_w, C), computed once per shape."""
+    key = (padded_shape, out, strides)
+    if key not in _STARTS:
+        N, Hp, Wp, C = padded_shape
+        (out_h, out_w), (sh, sw) = out, strides
+        rows = xp.arange(N).reshape(N, 1, 1, 1) * Hp + xp.arange(out_h).reshape(1, out_h, 1, 1) * sh
+        starts = (rows * Wp + xp.arange(out_w).reshape(1, 1, out_w, 1) * sw) * C + xp.arange(C)
+        if len(_STARTS) >= 8:
+            _STARTS.clear()
+        # int32 where it fits: its passes move half the bytes (add.at itself is as fast)
+        _STARTS[key] = starts.astype(xp.int32 if N * Hp * Wp * C < 2**31 else xp.intp)
+    return _STARTS[key]
+
+
+def _winner(beats, out, scratch):
+    """The winning tap of one stage into ``out``: the last tap that beat every earlier one,
+    0 where none did. ``beats[t - 1]`` is tap t's mask; ``scratch`` has ``out``'s dtype."""
+    out.fill(0)
+    for t in range(1, len(beats) + 1):
+        xp.multiply(beats[t - 1], out.dtype.type(t), out=scratch)
+        xp.maximum(out, scratch, out=out)
+    return out
+
+
 def _separable_max_backward(dy, c):
+    """Scatter-add each output's gradient onto the input pixel that won its window.
+
+    The winner is rebuilt from the forward's masks: its row ``i`` from the H stage's, its
+    column ``j`` from the W stage's on that row, as the offset ``i * Wp + j`` from the window's
+    top-left pixel; then one ``add.at`` over the outputs. Measured on pool 3 stride 2 over
+    128x28x28x12, one thread: 1.3 ms, against 2.6 ms for routing the gradient back through
+    both stages with masks (strided passes whose inner loops ran only C floats long).
+    """
     (ph, pw), (sh, sw) = c.pool, c.strides
-    dmid = empty(c.beats_w.shape[1:], dy.dtype)                           # (N, Hp, out_w, C)
+    N, Hp, Wp, C = c.padded_shape
+    out_h, out_w = c.out
+    starts = _window_starts(c.padded_shape, c.out, c.strides)
+    tap_t, code_t = xp.min_scalar_type(max(ph, pw) - 1), xp.min_scalar_type(ph * Wp)
     dxp = empty(c.padded_shape, dy.dtype)                                 # (N, Hp, Wp, C)
-    # scratch: the gradient of an accumulated tap (only where windows overlap), one bool mask per tap
-    g_h = empty(dy.shape, dy.dtype) if ph > sh else None
-    g_w = empty(dmid.shape, dy.dtype) if pw > sw else None
-    later_h = empty((max(ph - 1, 1),) + dy.shape, bool)                   # (ph - 1, N, out_h, out_w, C)
-    later_w = empty((max(pw - 1, 1),) + dmid.shape, bool)                 # (pw - 1, N, Hp, out_w, C)
+    idx = empty(dy.shape, starts.dtype)                                   # (N, out_h, out_w, C)
 
     def backward_slice(sl):
-        _max_stage_backward(dy[sl], c.beats_h[:, sl], 1, ph, sh, dmid[sl], g_h if g_h is None else g_h[sl],
-                            later_h[:, sl])
-        _max_stage_backward(dmid[sl], c.beats_w[:, sl], 2, pw, sw, dxp[sl], g_w if g_w is None else g_w[sl],
-                            later_w[:, sl])
+        n = sl.stop - sl.start
+        ah = _winner(c.beats_h[:, sl], xp.empty((n, out_h, out_w, C), tap_t),
+                     xp.empty((n, out_h, out_w, C), tap_t))               # (n, out_h, out_w, C): winning row
+        aw_rows = _winner(c.beats_w[:, sl], xp.empty((n, Hp, out_w, C), tap_t),
+                          xp.empty((n, Hp, out_w, C), tap_t))             # (n, Hp, out_w, C): winning column per row
+        # the column that won on the winning row: one row tap matches, so a sum of masked taps
+        code = xp.zeros((n, out_h, out_w, C), code_t)
+        hit = xp.empty(code.shape, bool)
+        for i, rows in enumerate(_taps(aw_rows, 1, ph, sh, out_h)):
+            xp.equal(ah, i, out=hit)
+            code += rows * hit
+        code += ah.astype(code_t) * code_t.type(Wp)                       # i * Wp + j
+        ids = idx[sl]
+        xp.multiply(code, C, out=ids, dtype=ids.dtype)
+        ids += starts[:n]
+        dxs = dxp[sl]
+        dxs.fill(0)
+        xp.add.at(dxs.reshape(-1), ids.reshape(-1), dy[sl].reshape(-1))
 
-    parallel_slices(backward_slice, dy.shape[0], dmid.size * (ph + 1) + dxp.size * (pw + 1))
+    parallel_slices(backward_slice, N, dxp.size + dy.size * 8)
     return dxp
 
 

@@ -37,6 +37,7 @@ CASES = {
     "gaps_2s3": ((2, 8, 7, 2), (2, 2), (3, 3), "valid"),
     "window_4_s1": ((2, 6, 7, 2), (4, 4), (1, 1), "valid"),
     "window_3x1_s2x1_same": ((2, 7, 5, 2), (3, 1), (2, 1), "same"),
+    "wide_3s2": ((1, 5, 90, 2), (3, 3), (2, 2), "valid"),  # window offsets i * W + j past 255
 }
 
 
