@@ -53,8 +53,12 @@ class ActivationMixin:
         self.activation = None if activation in (None, "linear") else activation
         self.logits = None
 
+    # Set by a model for the length of one forward when it applies this layer's ReLU itself,
+    # after the max pooling that the output feeds (see Model.reorder_relu_max_pool).
+    _activation_deferred = False
+
     def _activate(self, z):
-        if self.activation is None:
+        if self.activation is None or self._activation_deferred:
             self._act_cache = None
             return z
         self.logits = z if self.activation == "softmax" else None

@@ -11,6 +11,9 @@ from .. import optimizers as optimizers_mod
 from ..backend import floatx
 from ..layers import Input, InputLayer, Layer, SymbolicTensor, deserialize, serialize
 from ..layers.base import shape_str, unique_name
+from ..layers.core import ActivationMixin
+from ..layers.pooling import MaxPooling2D
+from ..ops import activations as act_ops
 
 
 def _as_list(x):
@@ -18,6 +21,15 @@ def _as_list(x):
 
 
 class Model:
+    # A ReLU whose output feeds nothing but a max pooling is applied after the pooling instead,
+    # on a quarter of the values for 2x2 windows: max(relu(x)) == relu(max(x)), and the
+    # gradients agree too (where a window's max is positive both orders pick the same pixel;
+    # where it is not, relu's gradient zeroes it either way). Whole steps, same-process A/B:
+    # seed000 67.4 -> 61.6 ms, seed002 96.1 -> 92.8 ms.
+    # Layers whose forward or backward is patched on the instance (hooks, as cnnlab.viz's)
+    # are left alone, so that they see their own output.
+    reorder_relu_max_pool = True
+
     def __init__(self, inputs=None, outputs=None, name=None):
         self.name = name or unique_name("functional")
         self.optimizer = None
@@ -70,6 +82,18 @@ class Model:
             # Layers fed only by the model's inputs need no input gradient: skip that GEMM.
             if hasattr(t.layer, "need_dx"):
                 t.layer.need_dx = not all(id(u) in input_ids for u in t.inbound)
+        consumers = {}
+        for t in self._nodes:
+            for u in t.inbound:
+                consumers.setdefault(id(u), []).append(t)
+        outputs = {id(t) for t in self.outputs}
+        self._pool_after = {}  # id(node with an activation) -> the max pooling node that alone reads it
+        for t in self._nodes:
+            after = consumers.get(id(t), [])
+            if (isinstance(t.layer, ActivationMixin) and id(t) not in outputs and len(after) == 1
+                    and isinstance(after[0].layer, MaxPooling2D)):
+                self._pool_after[id(t)] = after[0]
+        self._pool_relu = {}
         self._collect_params()
         self.built = True
 
@@ -124,11 +148,30 @@ class Model:
         values = {id(t): x for t, x in zip(self.inputs, xs)}
         for layer in self._layers:  # nothing from the last pass is needed now: let its buffers be reused
             layer.release()
+        self._pool_relu = {}  # id(max pooling node) -> the cache of the ReLU applied after it
+        deferred = set()
         for t in self._nodes:
             layer = t.layer
             ins = [values[id(u)] for u in t.inbound]
-            values[id(t)] = layer.forward(ins if layer.multi_input else ins[0], training=training)
+            x = ins if layer.multi_input else ins[0]
+            pool = self._pool_after.get(id(t))
+            if pool is not None and self._relu_moves(layer, pool.layer):
+                layer._activation_deferred = True
+                try:
+                    values[id(t)] = layer.forward(x, training=training)
+                finally:
+                    del layer._activation_deferred
+                deferred.add(id(t))
+                continue
+            y = layer.forward(x, training=training)
+            if t.inbound and id(t.inbound[0]) in deferred:
+                y, self._pool_relu[id(t)] = act_ops.forward(y, "relu")
+            values[id(t)] = y
         return [values[id(o)] for o in self.outputs]
+
+    def _relu_moves(self, layer, pool):
+        hooked = any(name in vars(l) for l in (layer, pool) for name in ("forward", "backward"))
+        return self.reorder_relu_max_pool and layer.activation == "relu" and not hooked
 
     def backward(self, douts, from_logits=False):
         """Backpropagate output gradients; returns the gradients of the inputs (None where not needed).
@@ -142,6 +185,8 @@ class Model:
             if dy is None:
                 continue
             layer = t.layer
+            if id(t) in self._pool_relu:
+                dy = act_ops.backward(dy, self._pool_relu[id(t)])
             if from_logits and t is self.outputs[0]:
                 dx = layer.backward_from_logits(dy)
             else:
