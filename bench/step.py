@@ -26,6 +26,28 @@ os.environ.setdefault("MKL_NUM_THREADS", "2")
 # thread policies.
 BLOCK = 4
 
+
+def pin_malloc():
+    """Fix glibc's malloc to serve blocks up to 64 MiB from its heap, for both frameworks.
+
+    By default glibc maps each block over 128 KiB fresh from the kernel (its pages zeroed and
+    faulted in on every step) until a freed block raises that threshold, so a framework's
+    speed depended on what ran earlier in the process: PyTorch's seed001 step took 11.5-16 ms
+    in a fresh process and 7.0-7.6 ms once some 30 MiB array had been freed (seed000: 52-54
+    vs 43-45 ms); cnnlab's, whose big buffers are pooled, did not change. Pinning the
+    threshold gives each its warm speed whatever the order. Returns False off glibc.
+    """
+    import ctypes
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return False
+    M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
+    return bool(libc.mallopt(M_MMAP_THRESHOLD, 64 << 20)) and bool(libc.mallopt(M_TRIM_THRESHOLD, 128 << 20))
+
+
+PINNED_MALLOC = pin_malloc()
+
 import numpy as np  # noqa: E402
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
@@ -188,7 +210,8 @@ def main(argv=None):
     from cnnlab.ops import gemm
     print(f"numpy {np.__version__}, cnnlab GEMM {gemm.backend()}, torch {torch.__version__}, batch {args.batch}, "
           f"threads {args.threads}, "
-          f"medians of >= {args.reps} steps each, alternating in blocks of {BLOCK}")
+          f"medians of >= {args.reps} steps each, alternating in blocks of {BLOCK}, "
+          f"malloc {'pinned to its heap up to 64 MiB' if PINNED_MALLOC else 'as the platform has it'}")
     header = f"{'model':10} {'cnnlab ms':>10} {'torch ms':>10} {'ratio':>7} {'cnnlab img/s':>13} " \
              f"{'epoch 60k':>10} {'cnnlab MiB':>11} {'torch MiB':>10}"
     print(header)
