@@ -163,7 +163,9 @@ def peak_step_memory(framework, name, batch, threads):
 
 def _make_steps(name, batch, threads):
     import torch
+    from cnnlab.ops import threads as cnnlab_threads
     torch.set_num_threads(threads)
+    cnnlab_threads.set_num_threads(threads)
     torch.manual_seed(0)
     rng = np.random.default_rng(0)
     x = rng.random((batch, 28, 28, 1), dtype=np.float32)
