@@ -132,10 +132,18 @@ class _Worker:
         self.go.release()
 
     def wait(self):
-        """Block until the chunk is done; return its exception or None."""
-        self.done.acquire()
+        """Block until the chunk is done, even through a Ctrl-C (the chunk is still writing into
+        shared outputs, and the next one must not find it running); return the interrupt, the
+        chunk's exception, or None."""
+        interrupt = None
+        while True:
+            try:
+                self.done.acquire()
+                break
+            except BaseException as e:  # KeyboardInterrupt while blocked
+                interrupt = interrupt or e
         error, self.error = self.error, None
-        return error
+        return interrupt or error
 
     def stop(self):
         self.task = None

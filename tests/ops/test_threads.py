@@ -134,6 +134,44 @@ def test_concurrent_callers_each_get_every_index(no_threshold):
     assert not errors and len(results) == 4
 
 
+def test_interrupt_while_waiting_still_waits_for_the_chunk(no_threshold):
+    # Ctrl-C while the caller waits: the worker's chunk must end before the interrupt surfaces
+    threads.set_num_threads(2)
+    threads.parallel_slices(lambda sl: None, 2)  # start the worker
+    worker = threads._workers[0]
+    real = worker.done
+
+    class InterruptOnce:
+        raised = False
+
+        def acquire(self):
+            if not self.raised:
+                self.raised = True
+                raise KeyboardInterrupt
+            return real.acquire()
+
+        def release(self):
+            real.release()
+
+    worker.done = InterruptOnce()
+    finished = []
+
+    def fn(sl):
+        if sl.start:
+            time.sleep(0.05)
+            finished.append(sl)
+
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            threads.parallel_slices(fn, 2)
+        assert finished == [slice(1, 2)]
+    finally:
+        worker.done = real
+    hits = np.zeros(2, dtype=int)
+    threads.parallel_slices(lambda sl: hits.__setitem__(sl, hits[sl] + 1), 2)  # the pool still works
+    assert (hits == 1).all()
+
+
 def test_set_num_threads_rejects_zero(restore_threads):
     with pytest.raises(ValueError):
         threads.set_num_threads(0)
