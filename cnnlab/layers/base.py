@@ -140,6 +140,38 @@ class Layer:
         for k, reg in self.regularizers.items():
             self.grads[k] += reg.gradient(self.params[k])
 
+    # ----- gradients -----------------------------------------------------
+    # A training step marks every gradient stale instead of zeroing it; the first contribution
+    # then overwrites it (or is computed straight into it), and later ones add. On seed002's
+    # 3136 x 1024 dense kernel, zeroing and then adding cost 3.6 ms of a 92 ms step.
+    _stale_grads = frozenset()
+
+    def mark_grads_stale(self):
+        """The next contribution to each gradient replaces it (see ``add_grad``)."""
+        self._stale_grads = set(self.grads)
+
+    def zero_stale_grads(self):
+        """Zero the gradients that received nothing since ``mark_grads_stale``."""
+        for name in self._stale_grads:
+            self.grads[name][...] = 0
+        self._stale_grads = frozenset()
+
+    def grad_out(self, name):
+        """The gradient buffer to compute ``name``'s contribution straight into, when it is
+        stale (it then counts as written); None when the contribution must be added."""
+        if name in self._stale_grads:
+            self._stale_grads.discard(name)
+            return self.grads[name]
+        return None
+
+    def add_grad(self, name, value):
+        """Add ``value`` to gradient ``name``, or write it there when the gradient is stale."""
+        out = self.grad_out(name)
+        if out is None:
+            self.grads[name] += value
+        else:
+            out[...] = value
+
     # ----- shapes --------------------------------------------------------
     def build(self, input_shape):
         self.built = True

@@ -90,9 +90,10 @@ class KernelBiasMixin:
             self.add_weight("bias", (kernel_shape[-1],), self.bias_initializer, regularizer=self.bias_regularizer)
 
     def _accumulate_grads(self, dW, db):
-        self.grads["kernel"] += dW
+        if dW is not None:
+            self.add_grad("kernel", dW)
         if db is not None:
-            self.grads["bias"] += db
+            self.add_grad("bias", db)
 
     def _kernel_bias_config(self):
         return {"activation": self.activation, "use_bias": self.use_bias,
@@ -128,8 +129,10 @@ class Dense(KernelBiasMixin, ActivationMixin, Layer):
         return self._activate(z.reshape(self._lead + (self.units,)))
 
     def backward_from_logits(self, dz):
-        dx, dW, db = dense_ops.backward(dz.reshape(-1, self.units), self._cache, need_dx=self.need_dx)
-        self._accumulate_grads(dW, db)
+        out = self.grad_out("kernel")  # a stale kernel gradient is computed in place
+        dx, dW, db = dense_ops.backward(dz.reshape(-1, self.units), self._cache, need_dx=self.need_dx,
+                                        dW_out=out)
+        self._accumulate_grads(None if out is not None else dW, db)
         return None if dx is None else dx.reshape(self._lead + (dx.shape[-1],))
 
     def get_config(self):

@@ -58,9 +58,9 @@ class BatchNormalization(Layer):
     def backward(self, dy):
         dx, dgamma, dbeta = bn_ops.backward(dy, self._cache)
         if self.scale:
-            self.grads["gamma"] += dgamma
+            self.add_grad("gamma", dgamma)
         if self.center:
-            self.grads["beta"] += dbeta
+            self.add_grad("beta", dbeta)
         return dx
 
     def get_config(self):

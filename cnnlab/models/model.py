@@ -275,11 +275,16 @@ class Model:
         xs = self._prepare_inputs(x)
         y = self._check_labels(y, len(xs[0]))
         self._collect_params()  # honour `layer.trainable` changed after the model was made
-        for g in self._grads.values():
-            g[...] = 0
-        out = self.forward(xs, training=True)[0]
-        value, dout, fused = self._loss_and_grad(out, y)
-        self.backward([dout], from_logits=fused)
+        trained = [l for l in self._layers if l.trainable and l.params]
+        for l in trained:  # instead of zeroing: backward's first contribution overwrites
+            l.mark_grads_stale()
+        try:
+            out = self.forward(xs, training=True)[0]
+            value, dout, fused = self._loss_and_grad(out, y)
+            self.backward([dout], from_logits=fused)
+        finally:
+            for l in trained:
+                l.zero_stale_grads()
         for l in self._layers:
             if l.regularizers:
                 value += l.regularization_loss()

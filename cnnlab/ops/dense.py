@@ -22,10 +22,11 @@ def forward(x, W, b=None):
     return y, (x, W, b is not None)
 
 
-def backward(dy, cache, need_dx=True):
-    """dy (N, out) -> (dx (N, in) or None, dW (in, out), db (out,) or None)."""
+def backward(dy, cache, need_dx=True, dW_out=None):
+    """dy (N, out) -> (dx (N, in) or None, dW (in, out), db (out,) or None); ``dW_out``, when
+    given, is where dW is written (and returned)."""
     x, W, has_bias = cache
-    dW = matmul(x.T, dy)  # (in, out): threads split the rows, each sums over the whole batch
+    dW = matmul(x.T, dy, out=dW_out)  # (in, out): threads split the rows, each sums over the whole batch
     db = dy.sum(axis=0) if has_bias else None  # (out,)
     dx = matmul(dy, W.T) if need_dx else None  # (N, in)
     return dx, dW, db

@@ -273,3 +273,28 @@ def test_label_smoothing_in_the_fused_softmax_path():
     fused_value = m.test_on_batch(x, y)
     assert_close(fused_value, smooth(y, m.predict(x)), rtol=1e-5)
     assert abs(fused_value - losses.SparseCategoricalCrossentropy()(y, m.predict(x))) > 1e-3
+
+
+def test_train_step_gradients_are_this_steps_only():
+    # a step overwrites each gradient with its first contribution instead of zeroing first:
+    # the result must equal zero-then-accumulate, and a layer the loss does not reach must end at zero
+    inp = L.Input((6,))
+    h = L.Dense(5, activation="relu", name="h")(inp)
+    model = Model(inp, [L.Dense(3, activation="softmax", name="out")(h), L.Dense(2, name="side")(h)])
+    model.compile(optimizers.SGD(0.0), "sparse_categorical_crossentropy")
+    x, y = rand((8, 6), 1), np.arange(8) % 3
+    for l in model.layers:
+        for g in l.grads.values():
+            g[...] = 7.0  # left over from anything before
+    model.train_step(x, y)
+    got = {k: g.copy() for k, g in model._grads.items()}
+    assert not got["side/kernel"].any() and not got["side/bias"].any()
+    for g in model._grads.values():  # the old way: zero, then every contribution adds
+        g[...] = 0
+    out = model.forward(model._prepare_inputs(x), training=True)[0]
+    model.backward([model._loss_and_grad(out, y)[1]], from_logits=True)
+    for k, g in model._grads.items():
+        assert_close(got[k], g, rtol=1e-6, atol=0, name=k)
+    assert got["h/kernel"].any()
+    model.backward([model._loss_and_grad(out, y)[1]], from_logits=True)  # outside a step, backward adds
+    assert_close(model._grads["h/kernel"], 2 * got["h/kernel"], rtol=1e-6, atol=1e-7)
