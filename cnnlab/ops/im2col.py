@@ -58,6 +58,7 @@ def clear_workspace():
     """Forget every pooled buffer (those still in use live on with their owners)."""
     with _LOCK:
         _POOL.clear()
+        _PADDED.clear()
 
 
 def zeros(shape, dtype):
@@ -66,21 +67,47 @@ def zeros(shape, dtype):
     return out
 
 
+_PADDED = {}                 # (shape, dtype, pads, value) -> padded buffers whose border is set
+_PADDED_MAX_KEYS = 16
+
+
+def _padded_buffer(shape, dtype, pads, value):
+    """``(buffer, border_set)``: an idle padded buffer kept for this key (its border still holds
+    ``value``: nothing but pad2d writes these), or a fresh one."""
+    key = (shape, xp.dtype(dtype).str, pads, float(value))
+    with _LOCK:
+        bufs = _PADDED.get(key)
+        if bufs is None:
+            if len(_PADDED) >= _PADDED_MAX_KEYS:
+                _PADDED.clear()
+            bufs = _PADDED[key] = []
+        for buf in bufs:
+            if sys.getrefcount(buf) == 3:  # the list, the loop variable and getrefcount's argument
+                return buf, True
+        buf = xp.empty(shape, dtype)
+        bufs.append(buf)
+        return buf, False
+
+
 def pad2d(x, pads, value=0.0):
-    """Pad the spatial axes of ``x`` (N, H, W, C) by ``(top, bottom, left, right)``; no copy when all zero."""
+    """Pad the spatial axes of ``x`` (N, H, W, C) by ``(top, bottom, left, right)``; no copy when all zero.
+
+    The padded buffers are kept per shape and reused with their border already set, so that a
+    call copies only the interior.
+    """
     pt, pb, pl, pr = pads
     if not (pt or pb or pl or pr):
         return x
     N, H, W, C = x.shape
-    xp_ = empty((N, H + pt + pb, W + pl + pr, C), x.dtype)  # (N, Hp, Wp, C)
+    xp_, border_set = _padded_buffer((N, H + pt + pb, W + pl + pr, C), x.dtype, tuple(pads), value)  # (N, Hp, Wp, C)
 
     def pad_slice(sl):
         xs = xp_[sl]
-        # fill only the border: the interior is overwritten right after
-        xs[:, :pt] = value
-        xs[:, pt + H:] = value
-        xs[:, pt:pt + H, :pl] = value
-        xs[:, pt:pt + H, pl + W:] = value
+        if not border_set:  # the border only: the interior is overwritten right after
+            xs[:, :pt] = value
+            xs[:, pt + H:] = value
+            xs[:, pt:pt + H, :pl] = value
+            xs[:, pt:pt + H, pl + W:] = value
         xs[:, pt:pt + H, pl:pl + W] = x[sl]
 
     parallel_slices(pad_slice, N, xp_.size)

@@ -1,0 +1,47 @@
+"""pad2d's kept buffers: reused with their border intact, never while someone holds one."""
+import numpy as np
+import pytest
+
+from cnnlab.ops import im2col
+from tests.helpers import rand
+
+
+def reference_pad(x, pads, value):
+    pt, pb, pl, pr = pads
+    return np.pad(x, ((0, 0), (pt, pb), (pl, pr), (0, 0)), constant_values=value)
+
+
+@pytest.mark.parametrize("value", [0.0, -np.inf])
+def test_pad_reuses_idle_buffers_and_keeps_the_border(value):
+    im2col.clear_workspace()
+    pads = (1, 2, 0, 3)
+    x1, x2 = rand((3, 4, 5, 2), 1), rand((3, 4, 5, 2), 2)
+    a = im2col.pad2d(x1, pads, value)
+    np.testing.assert_array_equal(a, reference_pad(x1, pads, value))
+    held = a                                       # busy: the next call must not write into it
+    b = im2col.pad2d(x2, pads, value)
+    assert not np.shares_memory(held, b)
+    np.testing.assert_array_equal(held, reference_pad(x1, pads, value))
+    np.testing.assert_array_equal(b, reference_pad(x2, pads, value))
+    ida = id(a)
+    del a, held, b
+    c = im2col.pad2d(x1 * 3, pads, value)          # an idle buffer comes back, border untouched
+    assert id(c) == ida
+    np.testing.assert_array_equal(c, reference_pad(x1 * 3, pads, value))
+
+
+def test_pad_buffers_are_kept_per_value_and_shape():
+    im2col.clear_workspace()
+    x = rand((2, 3, 3, 1), 3)
+    z = im2col.pad2d(x, (1, 1, 1, 1), 0.0)
+    del z
+    m = im2col.pad2d(x, (1, 1, 1, 1), -np.inf)     # same shape, other value: not the zero-bordered one
+    np.testing.assert_array_equal(m, reference_pad(x, (1, 1, 1, 1), -np.inf))
+    del m
+    z = im2col.pad2d(x, (1, 1, 1, 1), 0.0)
+    np.testing.assert_array_equal(z, reference_pad(x, (1, 1, 1, 1), 0.0))
+
+
+def test_no_padding_returns_the_input():
+    x = rand((2, 3, 3, 1), 4)
+    assert im2col.pad2d(x, (0, 0, 0, 0)) is x
