@@ -69,6 +69,7 @@ def zeros(shape, dtype):
 
 _PADDED = {}                 # (shape, dtype, pads, value) -> padded buffers whose border is set
 _PADDED_MAX_KEYS = 16
+_PADDED_PER_KEY = 4
 
 
 def _padded_buffer(shape, dtype, pads, value):
@@ -85,7 +86,8 @@ def _padded_buffer(shape, dtype, pads, value):
             if sys.getrefcount(buf) == 3:  # the list, the loop variable and getrefcount's argument
                 return buf, True
         buf = xp.empty(shape, dtype)
-        bufs.append(buf)
+        if len(bufs) < _PADDED_PER_KEY:  # beyond that, callers holding on get buffers of their own
+            bufs.append(buf)
         return buf, False
 
 

@@ -45,3 +45,13 @@ def test_pad_buffers_are_kept_per_value_and_shape():
 def test_no_padding_returns_the_input():
     x = rand((2, 3, 3, 1), 4)
     assert im2col.pad2d(x, (0, 0, 0, 0)) is x
+
+
+def test_pad_keeps_a_few_buffers_per_shape():
+    im2col.clear_workspace()
+    x = rand((2, 3, 3, 1), 5)
+    held = [im2col.pad2d(x, (1, 1, 1, 1)) for _ in range(im2col._PADDED_PER_KEY + 3)]
+    assert len({id(h) for h in held}) == len(held)                  # all held: all distinct
+    assert sum(len(v) for v in im2col._PADDED.values()) == im2col._PADDED_PER_KEY
+    for h in held:
+        np.testing.assert_array_equal(h, reference_pad(x, (1, 1, 1, 1), 0.0))
