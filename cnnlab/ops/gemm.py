@@ -115,8 +115,8 @@ def backend():
 
 
 def mkl_takes(macs, dtype):
-    """True when ``gemm`` sends a product of ``macs`` multiply-adds in ``dtype`` to MKL
-    (operands it can read in place)."""
+    """True when ``gemm`` sends a product of ``macs`` multiply-adds in ``dtype`` to MKL, given
+    operands that BLAS can read in place (``gemm`` checks those itself)."""
     return _backend == "mkl" and macs >= MKL_MIN_MACS and np.dtype(dtype) in _kernels
 
 
