@@ -13,11 +13,20 @@ threads that followed: measured, conv2d's dx with its per-tap GEMMs took 43 ms
 with OpenBLAS threading each GEMM and 22 ms with one BLAS thread per chunk.
 Where the BLAS offers no per-thread setting (not OpenBLAS >= 0.3.27), chunks
 that call it run serially and the BLAS threads itself, as before.
+
+Handing a chunk to a sleeping thread and waiting asleep for its end each cost a wake-up,
+40-60 us on this project's 2-core VM (a parallel 128x576x256 GEMM: 289 us, against 283 us
+on one thread). So on Linux, a pool thread and the caller wait on POSIX spinlocks, through
+ctypes, which releases the GIL while they spin: the same GEMM took 194 us. An idle pool
+thread spins for ``PARK_AFTER_S`` at most (as OpenMP runtimes spin-wait, then sleep), and
+then a watchdog parks it on a plain lock until the next chunk.
 """
 import contextlib
 import ctypes
 import os
+import sys
 import threading
+import time
 
 import numpy as np
 
@@ -93,75 +102,196 @@ def set_num_threads(n):
         w.stop()
 
 
-class _Worker:
-    """One pool thread, handed one chunk at a time through two bare locks.
+def _load_spinlocks():
+    """``(lock, unlock, init)``: POSIX spinlock functions from the C library, or None off Linux."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        libc = ctypes.CDLL(None)
+        fns = libc.pthread_spin_lock, libc.pthread_spin_unlock, libc.pthread_spin_init
+    except (OSError, AttributeError):
+        return None
+    for f in fns:
+        f.restype = ctypes.c_int
+    fns[0].argtypes = fns[1].argtypes = [ctypes.c_void_p]
+    fns[2].argtypes = [ctypes.c_void_p, ctypes.c_int]
+    return fns
 
-    Bare locks, not a ThreadPoolExecutor: its queue, futures and conditions cost about 80 us
-    more per handoff here (a 64K-float pass per thread: 119 us through the executor, 41 us
-    through locks, 25 us for both passes inline).
+
+_spin_fns = _load_spinlocks()
+USE_SPIN = _spin_fns is not None   # False: pool threads and callers sleep on plain locks instead
+PARK_AFTER_S = 0.005               # an idle pool thread spins this long before it is parked
+
+
+class _SpinSignal:
+    """A binary semaphore on a POSIX spinlock, created taken. ``acquire`` busy-waits inside a
+    ctypes call, so the GIL is free meanwhile and the wait ends within a cache miss of
+    ``release`` instead of a wake-up. Releasing twice leaves one release."""
+
+    def __init__(self):
+        lock, self._unlock, init = _spin_fns
+        self._buf = ctypes.create_string_buffer(128)
+        addr = ctypes.addressof(self._buf)
+        self._addr = addr + (-addr) % 64  # a cache line of its own: no false sharing
+        init(self._addr, 0)
+        lock(self._addr)
+        self._lock = lock
+
+    def acquire(self):
+        self._lock(self._addr)
+
+    def release(self):
+        self._unlock(self._addr)
+
+
+class _LockSignal:
+    """The same on a plain lock: waiters sleep."""
+
+    def __init__(self):
+        self._l = threading.Lock()
+        self._l.acquire()
+
+    def acquire(self):
+        self._l.acquire()
+
+    def release(self):
+        try:
+            self._l.release()
+        except RuntimeError:  # already released: one release is enough (see _Worker.wait)
+            pass
+
+
+_PARK = object()   # a pool thread's task meaning "sleep until the next chunk"
+
+
+class _Worker:
+    """One pool thread, handed one chunk at a time through two signals.
+
+    Not a ThreadPoolExecutor: its queue, futures and conditions cost about 80 us more per
+    handoff here (a 64K-float pass per thread: 119 us through the executor, 41 us through
+    bare locks, 25 us for both passes inline). Each task carries a number; the worker
+    stores it in ``finished`` before it signals ``done``, so that the caller's wait can tell
+    a finished chunk from a leftover signal of an interrupted wait.
     """
 
     def __init__(self, k):
-        self.go = threading.Lock()
-        self.go.acquire()
-        self.done = threading.Lock()
-        self.done.acquire()
+        make = _SpinSignal if USE_SPIN else _LockSignal
+        self.go, self.done = make(), make()   # caller -> worker: a task is set; worker -> caller: it is done
+        self.wake = threading.Lock()           # a parked worker sleeps on it
+        self.wake.acquire()
+        self.parked = False
         self.task = self.error = None
+        self.posted = self.finished = 0
         self.thread = threading.Thread(target=self._loop, name=f"cnnlab-{k}", daemon=True)
         self.thread.start()
 
     def _loop(self):
         while True:
             self.go.acquire()
-            if self.task is None:  # stop()
+            task, self.task = self.task, None
+            if task is None:  # stop()
                 return
+            fn, sl, number = task
+            task = None
+            if fn is _PARK:
+                self.finished = number
+                self.done.release()
+                self.wake.acquire()
+                continue
             # Set per chunk, while the caller holds its own at one thread, and never put back:
             # OpenBLAS's "local" setting acts process-wide in some builds, so a worker's setting
             # made at any other time (or restored per chunk) could race with the caller's.
             if _blas_local is not None:
                 _blas_local(1)
             try:
-                _run(*self.task)
+                _run(fn, sl)
             except BaseException as e:
                 self.error = e
-            self.task = None
+            # drop the chunk's closure before signalling: the arrays it holds must look idle
+            # to the workspace pool (im2col.empty) once the caller moves on
+            fn = sl = None
+            self.finished = number
             self.done.release()
 
     def submit(self, fn, sl):
-        self.task = (fn, sl)
+        self.posted += 1
+        self.task = (fn, sl, self.posted)
         self.go.release()
+        if self.parked:
+            self.parked = False
+            self.wake.release()
 
     def wait(self):
-        """Block until the chunk is done, even through a Ctrl-C (the chunk is still writing into
-        shared outputs, and the next one must not find it running); return the interrupt, the
-        chunk's exception, or None."""
+        """Block until the last task is done, even through a Ctrl-C (the chunk is still writing
+        into shared outputs, and the next one must not find it running); return the interrupt,
+        the chunk's exception, or None."""
         interrupt = None
         while True:
             try:
-                self.done.acquire()
+                # an interrupt can land between a successful acquire and this test, or leave a
+                # release unconsumed: the number decides, and a leftover release only costs
+                # the next wait one more turn of this loop
+                while self.finished != self.posted:
+                    self.done.acquire()
                 break
             except BaseException as e:  # KeyboardInterrupt while blocked
                 interrupt = interrupt or e
         error, self.error = self.error, None
         return interrupt or error
 
+    def park(self):
+        """Put an idle spinning worker to sleep (the caller holds ``_busy``)."""
+        if not self.parked:
+            self.submit(_PARK, None)
+            self.wait()
+            self.parked = True
+
     def stop(self):
         self.task = None
         self.go.release()
+        if self.parked:
+            self.parked = False
+            self.wake.release()
         self.thread.join()
 
 
+_last_used = 0.0            # perf_counter() at the end of the last threaded call
+_in_use = threading.Event()  # set while pool threads may be spinning
+_watchdog = None
+
+
+def _watch():
+    """Park the pool threads once they have spun ``PARK_AFTER_S`` without a chunk."""
+    while True:
+        _in_use.wait()
+        time.sleep(PARK_AFTER_S)
+        busy = _busy
+        if time.perf_counter() - _last_used < PARK_AFTER_S or not busy.acquire(blocking=False):
+            continue
+        try:
+            if time.perf_counter() - _last_used >= PARK_AFTER_S:
+                for w in _workers or ():
+                    w.park()
+                _in_use.clear()
+        finally:
+            busy.release()
+
+
 def _pool():
-    global _workers
+    global _workers, _watchdog
     with _lock:
         if _workers is None:
             _workers = [_Worker(k) for k in range(1, num_threads())]
+        if USE_SPIN and _workers and _watchdog is None:
+            _watchdog = threading.Thread(target=_watch, name="cnnlab-watchdog", daemon=True)
+            _watchdog.start()
         return _workers
 
 
 def _forget_pool():
-    global _workers, _lock, _busy
+    global _workers, _lock, _busy, _watchdog, _in_use
     _workers, _lock, _busy = None, threading.Lock(), threading.Lock()
+    _watchdog, _in_use = None, threading.Event()
 
 
 # a forked child has the workers but none of their threads: start afresh there
@@ -227,6 +357,10 @@ def parallel_slices(fn, n, work=None, blas=False):
             for w in workers:
                 chunk_error = w.wait()
                 error = error or chunk_error
+        global _last_used
+        _last_used = time.perf_counter()
+        if not _in_use.is_set():
+            _in_use.set()
     finally:
         _busy.release()
     if error is not None:

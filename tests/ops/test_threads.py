@@ -1,7 +1,9 @@
 """parallel_slices itself, and every threaded op bit-identical to its serial run."""
+import gc
 import os
 import threading
 import time
+import weakref
 
 import numpy as np
 import pytest
@@ -17,10 +19,15 @@ def restore_threads():
     threads.set_num_threads(n)
 
 
-@pytest.fixture
-def no_threshold(monkeypatch, restore_threads):
-    """Thread every call, however small, so that small shapes exercise the split."""
+@pytest.fixture(params=["spin", "locks"])
+def no_threshold(request, monkeypatch, restore_threads):
+    """Thread every call, however small, so that small shapes exercise the split; with the pool
+    threads and the caller waiting on spinlocks (where the C library has them), then on locks."""
+    if request.param == "spin" and threads._spin_fns is None:
+        pytest.skip("no POSIX spinlocks on this platform")
+    monkeypatch.setattr(threads, "USE_SPIN", request.param == "spin")
     monkeypatch.setattr(threads, "MIN_WORK", 0)
+    threads.set_num_threads(threads.num_threads())  # a fresh pool, with that kind of wait
 
 
 @pytest.mark.parametrize("k", [1, 2, 3, 4])
@@ -170,6 +177,53 @@ def test_interrupt_while_waiting_still_waits_for_the_chunk(no_threshold):
     hits = np.zeros(2, dtype=int)
     threads.parallel_slices(lambda sl: hits.__setitem__(sl, hits[sl] + 1), 2)  # the pool still works
     assert (hits == 1).all()
+
+
+def _cpu_ns(thread):
+    with open(f"/proc/self/task/{thread.native_id}/schedstat") as f:
+        return int(f.read().split()[0])  # nanoseconds on a CPU
+
+
+def test_idle_workers_park_then_take_chunks_again(no_threshold, monkeypatch):
+    if not threads.USE_SPIN:
+        pytest.skip("only spinning workers are parked")
+    monkeypatch.setattr(threads, "PARK_AFTER_S", 0.01)
+    threads.set_num_threads(3)
+    hits = np.zeros(6, dtype=int)
+    threads.parallel_slices(lambda sl: hits.__setitem__(sl, hits[sl] + 1), 6)
+    deadline = time.monotonic() + 20
+    while not all(w.parked for w in threads._workers):
+        assert time.monotonic() < deadline, "idle pool threads were never parked"
+        time.sleep(0.01)
+    if os.path.exists(f"/proc/self/task/{threads._workers[0].thread.native_id}/schedstat"):
+        before = [_cpu_ns(w.thread) for w in threads._workers]
+        time.sleep(0.2)
+        spent = [_cpu_ns(w.thread) - b for w, b in zip(threads._workers, before)]
+        assert max(spent) < 20e6, f"parked pool threads still use the CPU: {spent} ns in 0.2 s"
+    threads.parallel_slices(lambda sl: hits.__setitem__(sl, hits[sl] + 1), 6)
+    assert (hits == 2).all() and not any(w.parked for w in threads._workers)
+    workers = [w.thread for w in threads._workers]
+    threads.set_num_threads(1)  # parked or not, they stop
+    assert not any(t.is_alive() for t in workers)
+
+
+def test_workers_keep_no_reference_to_a_finished_chunk(no_threshold):
+    # a chunk's closure holds the op's arrays: kept alive, they would look busy to the workspace
+    threads.set_num_threads(2)
+
+    class Payload:
+        pass
+
+    payload = Payload()
+    ref = weakref.ref(payload)
+
+    def fn(sl, payload=payload):
+        pass
+
+    threads.parallel_slices(fn, 2)
+    del fn, payload
+    gc.collect()
+    assert ref() is None
 
 
 def test_set_num_threads_rejects_zero(restore_threads):
