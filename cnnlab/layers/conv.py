@@ -48,9 +48,13 @@ class Conv2D(KernelBiasMixin, ActivationMixin, Layer):
                                               self.padding, where=f"Conv2D {self.name!r}")
         return (n, out_h, out_w, self.filters)
 
+    # Set by a model for the length of one forward when the output feeds only a max pooling that
+    # runs on the phase layout (see Model.phase_pooling): z then comes in that layout.
+    _phase_out = False
+
     def forward(self, x, training=False):
         z, self._cache = conv_ops.forward(x, self.params["kernel"], self.params.get("bias"), strides=self.strides,
-                                          padding=self.padding, dilation=self.dilation_rate)
+                                          padding=self.padding, dilation=self.dilation_rate, phase=self._phase_out)
         return self._activate(z)
 
     def backward_from_logits(self, dz):

@@ -11,9 +11,11 @@ from .. import optimizers as optimizers_mod
 from ..backend import floatx
 from ..layers import Input, InputLayer, Layer, SymbolicTensor, deserialize, serialize
 from ..layers.base import shape_str, unique_name
+from ..layers.conv import Conv2D
 from ..layers.core import ActivationMixin
 from ..layers.pooling import MaxPooling2D
 from ..ops import activations as act_ops
+from ..ops.pool2d import phase_supported
 
 
 def _as_list(x):
@@ -29,6 +31,13 @@ class Model:
     # Layers whose forward or backward is patched on the instance (hooks, as cnnlab.viz's)
     # are left alone, so that they see their own output.
     reorder_relu_max_pool = True
+    # A Conv2D that needs no input gradient (it reads only the model's inputs) and whose output
+    # feeds nothing but a 2x2 stride-2 max pooling hands that output over in phase layout
+    # (ops/im2col.to_phase), where each window tap is a whole contiguous plane: the pooling over
+    # 128x28x28x32 took 1.42 vs 2.17 ms forward and 1.13 vs 1.67 ms backward (2 threads); whole
+    # steps, same-process A/B: seed002 -1.1%, seed000 -1.9%. A convolution that needs dx would
+    # have to bring dy back to NHWC first, so it does not.
+    phase_pooling = True
 
     def __init__(self, inputs=None, outputs=None, name=None):
         self.name = name or unique_name("functional")
@@ -155,23 +164,37 @@ class Model:
             ins = [values[id(u)] for u in t.inbound]
             x = ins if layer.multi_input else ins[0]
             pool = self._pool_after.get(id(t))
-            if pool is not None and self._relu_moves(layer, pool.layer):
-                layer._activation_deferred = True
+            defer = pool is not None and self._relu_moves(layer, pool.layer)
+            phase = pool is not None and self._phase_moves(layer, pool.layer, x)
+            if defer or phase:
+                layer._activation_deferred, layer._phase_out = defer, phase
                 try:
-                    values[id(t)] = layer.forward(x, training=training)
+                    y = layer.forward(x, training=training)
                 finally:
-                    del layer._activation_deferred
+                    del layer._activation_deferred, layer._phase_out
+            else:
+                y = layer.forward(x, training=training)
+            if defer:
+                values[id(t)] = y
                 deferred.add(id(t))
                 continue
-            y = layer.forward(x, training=training)
             if t.inbound and id(t.inbound[0]) in deferred:
                 y, self._pool_relu[id(t)] = act_ops.forward(y, "relu")
             values[id(t)] = y
         return [values[id(o)] for o in self.outputs]
 
+    @staticmethod
+    def _hooked(*layers):
+        return any(name in vars(l) for l in layers for name in ("forward", "backward"))
+
     def _relu_moves(self, layer, pool):
-        hooked = any(name in vars(l) for l in (layer, pool) for name in ("forward", "backward"))
-        return self.reorder_relu_max_pool and layer.activation == "relu" and not hooked
+        return self.reorder_relu_max_pool and layer.activation == "relu" and not self._hooked(layer, pool)
+
+    def _phase_moves(self, layer, pool, x):
+        if not (self.phase_pooling and type(layer) is Conv2D and not layer.need_dx and not self._hooked(layer, pool)):
+            return False
+        _, h, w, _ = layer.compute_output_shape(x.shape)
+        return phase_supported(h, w, pool.pool_size, pool.strides, pool.padding, pool.mode)
 
     def backward(self, douts, from_logits=False):
         """Backpropagate output gradients; returns the gradients of the inputs (None where not needed).

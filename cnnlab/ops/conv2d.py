@@ -8,21 +8,27 @@ Each thread works on its own samples (or rows of dW), GEMMs included.
 """
 from ..backend import xp
 from .gemm import gemm
-from .im2col import empty, im2col, im2col_kmajor, offset_view, pad2d
+from .im2col import empty, from_phase, im2col, im2col_kmajor, offset_view, pad2d
 from .shape import normalize_tuple, window_output_shape
 from .threads import matmul, matmul_tn, parallel_slices
 
 
 class Conv2DCache:
-    __slots__ = ("cols2d", "W2d", "has_b", "x_shape", "padded_shape", "pads", "kernel", "out", "strides", "dilation")
+    __slots__ = ("cols2d", "W2d", "has_b", "x_shape", "padded_shape", "pads", "kernel", "out", "strides", "dilation",
+                 "phase")
 
     def __init__(self, **kw):
         for k, v in kw.items():
             setattr(self, k, v)
 
 
-def forward(x, W, b=None, strides=(1, 1), padding="valid", dilation=(1, 1), where="conv2d"):
-    """``y[n, p, q, f] = sum_{i, j, c} xpad[n, p*sh + i*dh, q*sw + j*dw, c] * W[i, j, c, f] + b[f]``."""
+def forward(x, W, b=None, strides=(1, 1), padding="valid", dilation=(1, 1), where="conv2d", phase=False):
+    """``y[n, p, q, f] = sum_{i, j, c} xpad[n, p*sh + i*dh, q*sw + j*dw, c] * W[i, j, c, f] + b[f]``.
+
+    With ``phase`` and an even output height and width, y comes in phase layout,
+    (N, 2, 2, out_h / 2, out_w / 2, F) (see ``im2col.to_phase``), at no cost: the im2col rows
+    are simply gathered in that order. Backward then takes dy in the same layout.
+    """
     if x.ndim != 4:
         raise ValueError(f"{where}: expected x of shape (N, H, W, C), got x.shape={x.shape}")
     if W.ndim != 4:
@@ -37,6 +43,8 @@ def forward(x, W, b=None, strides=(1, 1), padding="valid", dilation=(1, 1), wher
     strides = normalize_tuple(strides, 2, "strides")
     dilation = normalize_tuple(dilation, 2, "dilation")
     out_h, out_w, pads = window_output_shape(in_h, in_w, (kh, kw), strides, dilation, padding, where=where)
+    phase = bool(phase) and out_h % 2 == 0 and out_w % 2 == 0
+    pix = (2, 2, out_h // 2, out_w // 2) if phase else (out_h, out_w)  # the output pixels, in their order
 
     xp_ = pad2d(x, pads)                                                   # (N, Hp, Wp, C)
     M, K = N * out_h * out_w, kh * kw * C
@@ -44,7 +52,7 @@ def forward(x, W, b=None, strides=(1, 1), padding="valid", dilation=(1, 1), wher
     dtype = xp.result_type(x, W)
     W2d = W.reshape(K, F)                                                  # (K, F)
     y = empty((M, F), dtype)                                               # (M, F)
-    if kh == kw == 1 and b is None:
+    if kh == kw == 1 and b is None and not phase:
         cols2d = offset_view(xp_, 0, 0, out_h, out_w, strides).reshape(M, K)  # (M, K): no im2col
         matmul(cols2d, W2d, out=y)
     else:
@@ -53,28 +61,29 @@ def forward(x, W, b=None, strides=(1, 1), padding="valid", dilation=(1, 1), wher
         Kb = K + (b is not None)
         if C == 1:
             colsT = empty((Kb, M), xp_.dtype)                              # (Kb, M)
-            cols6 = _view(colsT[:K], (kh, kw, C, N, out_h, out_w))
+            cols6 = _view(colsT[:K], (kh, kw, C, N) + pix)
             cols2d = colsT.T                                               # (M, Kb), a transposed view
         else:
             cols2d = empty((M, Kb), xp_.dtype)                             # (M, Kb)
-            cols6 = _view(cols2d[:, :K], (N, out_h, out_w, kh, kw, C))
+            cols6 = _view(cols2d[:, :K], (N,) + pix + (kh, kw, C))
         if b is not None:
             W2d = xp.concatenate([W2d, b.reshape(1, F).astype(W2d.dtype, copy=False)])  # (K + 1, F)
 
         def patches_times_kernel(sl):  # im2col and GEMM of the samples in sl, while their columns are in cache
             rows = slice(sl.start * P, sl.stop * P)
             if C == 1:
-                im2col_kmajor(xp_[sl], kh, kw, out_h, out_w, strides, dilation, out=cols6[:, :, :, sl])
+                im2col_kmajor(xp_[sl], kh, kw, out_h, out_w, strides, dilation, out=cols6[:, :, :, sl], phase=phase)
             else:
-                im2col(xp_[sl], kh, kw, out_h, out_w, strides, dilation, out=cols6[sl])
+                im2col(xp_[sl], kh, kw, out_h, out_w, strides, dilation, out=cols6[sl], phase=phase)
             if b is not None:
                 cols2d[rows, K] = 1
             gemm(cols2d[rows], W2d, y[rows])
 
         parallel_slices(patches_times_kernel, N, M * Kb * F // 16, blas=True)
     cache = Conv2DCache(cols2d=cols2d, W2d=W2d, has_b=b is not None, x_shape=x.shape, padded_shape=xp_.shape,
-                        pads=pads, kernel=(kh, kw), out=(out_h, out_w), strides=strides, dilation=dilation)
-    return y.reshape(N, out_h, out_w, F), cache                            # (N, out_h, out_w, F)
+                        pads=pads, kernel=(kh, kw), out=(out_h, out_w), strides=strides, dilation=dilation,
+                        phase=phase)
+    return y.reshape((N,) + pix + (F,)), cache                             # (N, out_h, out_w, F) or phase layout
 
 
 def _view(a, shape):
@@ -92,13 +101,16 @@ def backward(dy, cache, need_dx=True):
     out_h, out_w = c.out
     N, in_h, in_w, C = c.x_shape
     K, F = kh * kw * C, c.W2d.shape[1]
-    dy2d = dy.reshape(-1, F)                                               # (M, F)
+    dy2d = dy.reshape(-1, F)                                               # (M, F), rows in the columns' order
     cols2d = c.cols2d
     dWb = matmul_tn(cols2d, dy2d)                                          # (K or K + 1, F)
     dW = dWb[:K].reshape(kh, kw, C, F)                                     # (kh, kw, C, F)
     db = dWb[K].copy() if c.has_b else None                                # (F,): the ones column's row
     if not need_dx:
         return None, dW, db
+    if c.phase:
+        dy = from_phase(dy)                                                # (N, out_h, out_w, F)
+        dy2d = dy.reshape(-1, F)
     W2d = c.W2d[:K]                                                        # (K, F) without the bias row
     if kh == kw == 1 and c.padded_shape == c.x_shape and c.strides == (1, 1):
         dx = matmul(dy2d, W2d.T, out=empty((dy2d.shape[0], C), dy2d.dtype))  # (M, C)

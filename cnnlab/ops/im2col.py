@@ -147,15 +147,47 @@ def _into(out, shape, dtype):
     return out
 
 
-def im2col(xp_, kh, kw, out_h, out_w, strides, dilation=(1, 1), out=None):
-    """Patches of the padded input: (N, out_h, out_w, kh, kw, C), rows ready for one GEMM."""
+def to_phase(x):
+    """(N, H, W, C) with even H and W -> its phase layout (N, 2, 2, H/2, W/2, C), a copy:
+    ``x6[n, a, b, r, c] = x[n, 2r + a, 2c + b]``. Every tap of a stride-2 window is then a
+    contiguous slice of one of the four planes (see pool2d)."""
+    N, H, W, C = x.shape
+    return xp.ascontiguousarray(x.reshape(N, H // 2, 2, W // 2, 2, C).transpose(0, 2, 4, 1, 3, 5))
+
+
+def from_phase(x6):
+    """The inverse of ``to_phase``: (N, 2, 2, H2, W2, C) -> (N, 2 * H2, 2 * W2, C), a copy."""
+    N, _, _, H2, W2, C = x6.shape
+    out = empty((N, 2 * H2, 2 * W2, C), x6.dtype)
+    out.reshape(N, H2, 2, W2, 2, C)[...] = x6.transpose(0, 3, 1, 4, 2, 5)
+    return out
+
+
+def _windows(xp_, kh, kw, out_h, out_w, strides, dilation, k_major, phase):
+    """The strided view of every patch: (N, out_h, out_w, kh, kw, C), or (kh, kw, C, N, out_h, out_w)
+    with ``k_major``; with ``phase`` the output pixels (out_h, out_w) are in phase order, as
+    (2, 2, out_h / 2, out_w / 2)."""
     N, C = xp_.shape[0], xp_.shape[3]
     sh, sw = strides
     dh, dw = dilation
     s0, s1, s2, s3 = xp_.strides
+    if phase:
+        pix, pix_st = (2, 2, out_h // 2, out_w // 2), (s1 * sh, s2 * sw, 2 * s1 * sh, 2 * s2 * sw)
+    else:
+        pix, pix_st = (out_h, out_w), (s1 * sh, s2 * sw)
+    tap, tap_st = (kh, kw, C), (s1 * dh, s2 * dw, s3)
+    if k_major:
+        return as_strided(xp_, tap + (N,) + pix, tap_st + (s0,) + pix_st)
+    return as_strided(xp_, (N,) + pix + tap, (s0,) + pix_st + tap_st)
+
+
+def im2col(xp_, kh, kw, out_h, out_w, strides, dilation=(1, 1), out=None, phase=False):
+    """Patches of the padded input: (N, out_h, out_w, kh, kw, C), rows ready for one GEMM
+    (with ``phase``, (N, 2, 2, out_h / 2, out_w / 2, kh, kw, C): the rows in phase order)."""
+    N = xp_.shape[0]
     # one copy of a 6-D strided view: with unit width stride/dilation the (kw, C)
     # run is contiguous in both arrays, so the copy moves kw*C floats per step
-    windows = as_strided(xp_, (N, out_h, out_w, kh, kw, C), (s0, s1 * sh, s2 * sw, s1 * dh, s2 * dw, s3))
+    windows = _windows(xp_, kh, kw, out_h, out_w, strides, dilation, False, phase)
     cols = _into(out, windows.shape, xp_.dtype)  # (N, out_h, out_w, kh, kw, C)
 
     def copy_slice(sl):
@@ -165,17 +197,14 @@ def im2col(xp_, kh, kw, out_h, out_w, strides, dilation=(1, 1), out=None):
     return cols
 
 
-def im2col_kmajor(xp_, kh, kw, out_h, out_w, strides, dilation=(1, 1), out=None):
+def im2col_kmajor(xp_, kh, kw, out_h, out_w, strides, dilation=(1, 1), out=None, phase=False):
     """Patches as (kh, kw, C, N, out_h, out_w): the transposed layout, for few channels.
 
     With C == 1 the row-major layout copies kw floats per step; here each tap
     copies whole output rows, and ``.reshape(K, M).T`` is still a GEMM operand.
     """
-    N, C = xp_.shape[0], xp_.shape[3]
-    sh, sw = strides
-    dh, dw = dilation
-    s0, s1, s2, s3 = xp_.strides
-    windows = as_strided(xp_, (kh, kw, C, N, out_h, out_w), (s1 * dh, s2 * dw, s3, s0, s1 * sh, s2 * sw))
+    N = xp_.shape[0]
+    windows = _windows(xp_, kh, kw, out_h, out_w, strides, dilation, True, phase)
     colsT = _into(out, windows.shape, xp_.dtype)  # (kh, kw, C, N, out_h, out_w)
 
     def copy_slice(sl):

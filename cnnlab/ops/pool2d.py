@@ -10,7 +10,7 @@ the running max"); its backward rebuilds each window's winner from those masks a
 scatter-adds the gradient there.
 """
 from ..backend import xp
-from .im2col import crop2d, empty, offset_view, pad2d
+from .im2col import crop2d, empty, from_phase, offset_view, pad2d, to_phase
 from .shape import normalize_tuple, window_output_shape
 from .threads import parallel_slices
 
@@ -19,7 +19,7 @@ MODES = ("max", "avg", "l2")
 
 class Pool2DCache:
     __slots__ = ("mode", "x_shape", "padded_shape", "pads", "pool", "strides", "out", "tiles",
-                 "arg", "count", "xp_", "y", "beats_w", "beats_h")
+                 "arg", "count", "xp_", "y", "beats_w", "beats_h", "phase_in")
 
     def __init__(self, **kw):
         for k in self.__slots__:
@@ -32,10 +32,35 @@ def _window_count(n, k, s, before, out):
     return xp.minimum(start + k, n) - xp.maximum(start, 0)
 
 
+def phase_supported(in_h, in_w, pool_size, strides, padding, mode="max"):
+    """Whether pooling an (in_h, in_w) input with these settings runs on its phase layout
+    (``im2col.to_phase``): max pooling over 2x2 windows at stride 2, even sizes (where
+    ``padding`` makes no difference: 'same' pads nothing).
+
+    (3x3 windows at stride 2 ran their forward faster there too, 1.10 vs 1.28 ms within
+    seed001's step, but their backward 0.14 ms slower, and the convolution before them lost
+    0.1 ms gathering its columns in phase order for a single input channel: not kept.)"""
+    pool = normalize_tuple(pool_size, 2, "pool_size")
+    strides = normalize_tuple(pool_size if strides is None else strides, 2, "strides")
+    return mode == "max" and pool == strides == (2, 2) and in_h % 2 == 0 and in_w % 2 == 0
+
+
 def forward(x, pool_size=(2, 2), strides=None, padding="valid", mode="max", where="pool2d"):
-    """Pool each ``pool_size`` window of every channel; strides default to ``pool_size``."""
+    """Pool each ``pool_size`` window of every channel; strides default to ``pool_size``.
+
+    ``x`` may also come in phase layout (N, 2, 2, H/2, W/2, C) (``im2col.to_phase``, as a
+    convolution makes it for a pooling that alone reads its output); y is (N, out_h, out_w, C)
+    either way, and backward returns dx in the layout of ``x``.
+    """
     if mode not in MODES:
         raise ValueError(f"{where}: unknown pooling mode {mode!r}; expected one of {', '.join(MODES)}")
+    if x.ndim == 6 and x.shape[1:3] == (2, 2):
+        H2, W2 = x.shape[3:5]
+        if phase_supported(2 * H2, 2 * W2, pool_size, strides, padding, mode):
+            return _phase_max_forward(x)
+        y, c = forward(from_phase(x), pool_size, strides, padding, mode, where)
+        c.phase_in = True
+        return y, c
     if x.ndim != 4:
         raise ValueError(f"{where}: expected x of shape (N, H, W, C), got x.shape={x.shape}")
     ph, pw = normalize_tuple(pool_size, 2, "pool_size")
@@ -123,8 +148,14 @@ def forward(x, pool_size=(2, 2), strides=None, padding="valid", mode="max", wher
 
 
 def backward(dy, cache):
-    """dx (N, H, W, C) from dy (N, out_h, out_w, C)."""
-    c = cache
+    """dx (N, H, W, C) from dy (N, out_h, out_w, C), in the layout of the forward's ``x``."""
+    if cache.mode == "phase":
+        return _phase_max_backward(dy, cache)
+    dx = _nhwc_backward(dy, cache)
+    return to_phase(dx) if cache.phase_in else dx
+
+
+def _nhwc_backward(dy, c):
     ph, pw = c.pool
     out_h, out_w = c.out
     N, in_h, in_w, C = c.x_shape
@@ -308,6 +339,51 @@ def _separable_max_backward(dy, c):
     # 128x28x28x12; seed001's step -2.8%)
     parallel_slices(backward_slice, N, dy.size * 2)
     return dxp
+
+
+# Max pooling over 2x2 windows at stride 2 on the phase layout X (N, 2, 2, H2, W2, C),
+# X[n, a, b, r, c] = x[n, 2r + a, 2c + b]: the four taps are the four planes, whole and contiguous,
+# where on the NHWC array each is a view whose inner loop runs only C values (one thread,
+# 128x28x28x32: forward 2.37 vs 3.86 ms).
+
+
+def _phase_max_forward(X):
+    N, _, _, H2, W2, C = X.shape
+    c = Pool2DCache(mode="phase", x_shape=X.shape, pool=(2, 2), strides=(2, 2), out=(H2, W2))
+    y = empty((N, H2, W2, C), X.dtype)
+    planes = [X[:, a, b] for a in range(2) for b in range(2)]             # each (N, H2, W2, C), row-major order
+    c.arg = arg = empty(y.shape, xp.uint8)
+    better = empty(y.shape, bool)
+    kb = empty(y.shape, xp.uint8)
+
+    def max_slice(sl):
+        ys, args, bs, kbs = y[sl], arg[sl], better[sl], kb[sl]
+        ys[...] = planes[0][sl]
+        args.fill(0)
+        for t in range(1, 4):
+            v = planes[t][sl]
+            xp.greater(v, ys, out=bs)                                     # strict: ties keep the first
+            xp.maximum(ys, v, out=ys)
+            xp.multiply(bs, xp.uint8(t), out=kbs)                         # t exceeds every earlier index
+            xp.maximum(args, kbs, out=args)
+
+    parallel_slices(max_slice, N, y.size * 16)
+    return y, c
+
+
+def _phase_max_backward(dy, c):
+    """Each pixel is in exactly one window: every plane is assigned, none accumulated."""
+    N = dy.shape[0]
+    dX = empty(c.x_shape, dy.dtype)                                       # (N, 2, 2, H2, W2, C)
+    hit = empty(dy.shape, bool)
+
+    def backward_slice(sl):
+        for t in range(4):
+            xp.equal(c.arg[sl], t, out=hit[sl])
+            xp.multiply(dy[sl], hit[sl], out=dX[sl, t // 2, t % 2])
+
+    parallel_slices(backward_slice, N, dy.size * 12)
+    return dX
 
 
 def global_forward(x, mode="avg"):

@@ -77,3 +77,37 @@ def test_feature_maps_of_a_moved_relu_are_its_own_output():
     z.build((None, 9, 11, 2))
     z.set_weights(model.get_layer("c1").get_weights())
     assert_close(maps, np.maximum(z.forward(x), 0), rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("pool, padding", [(2, "valid"), (2, "same"), (3, "valid")])
+def test_phase_layout_between_first_conv_and_pooling(monkeypatch, pool, padding):
+    """The first convolution hands a 2x2 max pooling its output in phase layout: the same steps.
+    A convolution that needs dx, or a 3x3 pooling, keeps NHWC."""
+    model = Sequential([L.Input((8, 10, 2)), L.Conv2D(4, 3, padding="same", activation="relu", name="c1"),
+                        L.MaxPooling2D(pool, strides=2, padding=padding, name="p1"),
+                        L.Conv2D(6, 3, padding="same", activation="relu", name="c2"),
+                        L.MaxPooling2D(2, name="p2"), L.Flatten(), L.Dense(5, activation="softmax")])
+    model.compile("adam", "sparse_categorical_crossentropy")
+    x, y = rand((6, 8, 10, 2), 1), np.arange(6) % 5
+    weights = model.get_weights()
+    results = {}
+    for on in (False, True):
+        monkeypatch.setattr(Model, "phase_pooling", on)
+        model.set_weights(weights)
+        model.optimizer = type(model.optimizer)()
+        losses = [model.train_step(x, y)[0] for _ in range(3)]
+        assert model.get_layer("c1")._cache.phase == (on and pool == 2)
+        assert not model.get_layer("c2")._cache.phase  # needs dx
+        results[on] = losses, model.get_weights(), model.input_gradient(x, np.ones((6, 5), np.float32))
+    (l0, w0, dx0), (l1, w1, dx1) = results[False], results[True]
+    assert l1 == pytest.approx(l0, rel=1e-6)
+    for a, b in zip(w1, w0):
+        assert_close(a, b, rtol=1e-5, atol=1e-6)
+    assert_close(dx1, dx0, rtol=1e-5, atol=1e-6)
+
+
+def test_phase_layout_not_handed_to_hooked_layers():
+    model = conv_relu_pool_model(2, None, "valid")
+    x = rand((3, 9, 11, 2), 2)
+    maps = layer_outputs(model, x, ["c1"])["c1"]
+    assert maps.shape == (3, 9, 11, 4)

@@ -274,3 +274,33 @@ def test_workspace_pool_drops_idle_buffers_over_the_cap(monkeypatch):
     assert len(im2col._POOL) == 2 and not np.shares_memory(b, keep)
     im2col.clear_workspace()
     assert im2col._POOL == []
+
+
+@pytest.mark.parametrize("x_shape, W_shape, kw", [
+    ((3, 8, 6, 1), (3, 3, 1, 4), dict(padding="same")),      # one channel: the K-major columns
+    ((3, 8, 6, 2), (3, 3, 2, 4), dict(padding="same")),
+    ((2, 9, 7, 2), (2, 2, 2, 3), dict(strides=1)),            # 'valid' 2x2: an 8x6 output
+    ((2, 8, 12, 3), (3, 3, 3, 2), dict(padding="same", strides=2, use_b=False)),  # stride 2: 4x6
+])
+def test_phase_output_is_the_phase_layout_and_backward_takes_it(x_shape, W_shape, kw):
+    kw = dict(kw)
+    b = None if kw.pop("use_b", True) is False else rand((W_shape[3],), 3)
+    x, W = rand(x_shape, 1), rand(W_shape, 2)
+    y, cache = conv2d.forward(x, W, b, **kw)
+    y6, cache6 = conv2d.forward(x, W, b, phase=True, **kw)
+    assert cache6.phase and y6.shape == (y.shape[0], 2, 2, y.shape[1] // 2, y.shape[2] // 2, y.shape[3])
+    assert_close(y6, im2col.to_phase(y), rtol=1e-6, atol=1e-6)
+    dy = rand(y.shape, 4)
+    dx, dW, db = conv2d.backward(dy, cache)
+    dx6, dW6, db6 = conv2d.backward(im2col.to_phase(dy), cache6)
+    assert_close(dx6, dx, rtol=1e-5, atol=1e-6, name="dx (normal layout)")
+    # the same sums over the output pixels, in another order
+    assert_close(dW6, dW, rtol=1e-5, atol=1e-5, name="dW")
+    if b is not None:
+        assert_close(db6, db, rtol=1e-5, atol=1e-5, name="db")
+
+
+def test_phase_ignored_for_an_odd_output():
+    x, W = rand((2, 7, 6, 2), 1), rand((3, 3, 2, 3), 2)
+    y, cache = conv2d.forward(x, W, padding="same", phase=True)
+    assert not cache.phase and y.shape == (2, 7, 6, 3)

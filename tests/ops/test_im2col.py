@@ -55,3 +55,13 @@ def test_pad_keeps_a_few_buffers_per_shape():
     assert sum(len(v) for v in im2col._PADDED.values()) == im2col._PADDED_PER_KEY
     for h in held:
         np.testing.assert_array_equal(h, reference_pad(x, (1, 1, 1, 1), 0.0))
+
+
+def test_phase_layout_round_trip():
+    x = rand((3, 6, 8, 5), 1)
+    x6 = im2col.to_phase(x)
+    assert x6.shape == (3, 2, 2, 3, 4, 5)
+    for a in range(2):
+        for b in range(2):
+            assert (x6[:, a, b] == x[:, a::2, b::2]).all()
+    assert (im2col.from_phase(x6) == x).all()

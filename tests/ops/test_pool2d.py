@@ -227,3 +227,20 @@ def test_max_pool_window_over_256_offsets():
         for ch in range(3):
             expected[n, flat[n, ch] // 17, flat[n, ch] % 17, ch] = dy[n, 0, 0, ch]
     assert_close(dx, expected, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("pool, strides, padding, mode, phased", [
+    (2, None, "valid", "max", True), (2, 2, "same", "max", True),
+    (3, 2, "valid", "max", False), (2, None, "valid", "avg", False), (2, 1, "valid", "max", False)])
+@pytest.mark.parametrize("ties", [False, True])
+def test_phase_input(pool, strides, padding, mode, phased, ties):
+    """An input in phase layout pools to the same y; dx comes back in phase layout. Settings the
+    phase path does not cover go through the NHWC path."""
+    from cnnlab.ops.im2col import to_phase
+    x = np.random.default_rng(3).integers(0, 3, (3, 8, 10, 4)).astype(np.float32) if ties else rand((3, 8, 10, 4), 1)
+    y, cache = pool2d.forward(x, pool, strides, padding, mode)
+    y6, cache6 = pool2d.forward(to_phase(x), pool, strides, padding, mode)
+    assert (cache6.mode == "phase") == phased
+    assert_close(y6, y, rtol=0, atol=0)
+    dy = rand(y.shape, 4)
+    assert_close(pool2d.backward(dy, cache6), to_phase(pool2d.backward(dy, cache)), rtol=0, atol=0)
