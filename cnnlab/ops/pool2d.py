@@ -84,31 +84,7 @@ def forward(x, pool_size=(2, 2), strides=None, padding="valid", mode="max", wher
         return y, c
 
     if mode == "max":
-        idx = xp.min_scalar_type(ph * pw - 1)                             # uint8 unless the window is huge
-        arg = empty(y.shape, idx)                                         # (N, out_h, out_w, C)
-        better = empty(y.shape, bool)
-        kb = empty(y.shape, idx)
-        tap = empty(y.shape, x.dtype)
-
-        def max_slice(sl):
-            ys, args, bs, kbs, vc = y[sl], arg[sl], better[sl], kb[sl], tap[sl]
-            vs = views(sl)
-            ys[...] = next(vs)
-            args.fill(0)
-            for k, v in enumerate(vs, start=1):
-                # one strided pass per tap: NumPy's inner loops over a window view run only C long,
-                # so two ufuncs on a contiguous copy beat two on the view (measured 130 vs 196 us)
-                xp.copyto(vc, v)
-                v = vc
-                xp.greater(v, ys, out=bs)                                 # strict: ties keep the first offset
-                xp.maximum(ys, v, out=ys)
-                # k exceeds every earlier index, so max(arg, better * k) is "k where better" without a
-                # masked copy (copyto(where=) is several times slower)
-                xp.multiply(bs, idx.type(k), out=kbs)
-                xp.maximum(args, kbs, out=args)
-
-        parallel_slices(max_slice, N, work)
-        c.arg = arg
+        c.arg = _max_with_arg(views, y, x.dtype, ph * pw, copy_taps=True)
         return y, c
 
     if mode == "avg":
@@ -351,24 +327,43 @@ def _phase_max_forward(X):
     N, _, _, H2, W2, C = X.shape
     c = Pool2DCache(mode="phase", x_shape=X.shape, pool=(2, 2), strides=(2, 2), out=(H2, W2))
     y = empty((N, H2, W2, C), X.dtype)
-    planes = [X[:, a, b] for a in range(2) for b in range(2)]             # each (N, H2, W2, C), row-major order
-    c.arg = arg = empty(y.shape, xp.uint8)
+
+    def planes(sl):  # the taps in row-major order, each (n, H2, W2, C)
+        return (X[sl, a, b] for a in range(2) for b in range(2))
+
+    c.arg = _max_with_arg(planes, y, X.dtype, 4, copy_taps=False)
+    return y, c
+
+
+def _max_with_arg(taps, y, dtype, k, copy_taps):
+    """The max over the ``k`` tap views ``taps(sl)`` into ``y``, threaded over samples; returns
+    the winning tap of each output (uint8 unless k > 256), the first of equals."""
+    idx = xp.min_scalar_type(k - 1)
+    arg = empty(y.shape, idx)                                             # (N, out_h, out_w, C)
     better = empty(y.shape, bool)
-    kb = empty(y.shape, xp.uint8)
+    kb = empty(y.shape, idx)
+    tap = empty(y.shape, dtype) if copy_taps else None
 
     def max_slice(sl):
         ys, args, bs, kbs = y[sl], arg[sl], better[sl], kb[sl]
-        ys[...] = planes[0][sl]
+        vs = taps(sl)
+        ys[...] = next(vs)
         args.fill(0)
-        for t in range(1, 4):
-            v = planes[t][sl]
-            xp.greater(v, ys, out=bs)                                     # strict: ties keep the first
+        for t, v in enumerate(vs, start=1):
+            if copy_taps:
+                # one strided pass per tap: NumPy's inner loops over a window view run only C long,
+                # so two ufuncs on a contiguous copy beat two on the view (measured 130 vs 196 us)
+                xp.copyto(tap[sl], v)
+                v = tap[sl]
+            xp.greater(v, ys, out=bs)                                     # strict: ties keep the first tap
             xp.maximum(ys, v, out=ys)
-            xp.multiply(bs, xp.uint8(t), out=kbs)                         # t exceeds every earlier index
+            # t exceeds every earlier index, so max(arg, better * t) is "t where better" without a
+            # masked copy (copyto(where=) is several times slower)
+            xp.multiply(bs, idx.type(t), out=kbs)
             xp.maximum(args, kbs, out=args)
 
-    parallel_slices(max_slice, N, y.size * 16)
-    return y, c
+    parallel_slices(max_slice, y.shape[0], y.size * k)
+    return arg
 
 
 def _phase_max_backward(dy, c):
