@@ -33,10 +33,12 @@ import numpy as np
 from . import gemm as _gemm
 from .gemm import gemm, mkl_takes
 
-# Below this many elements touched, the handoff costs more than it saves: a chunk's start
-# and end each wait for a thread to wake and take the GIL (a 64K-float pass per thread:
-# 41 us in parallel vs 25 us for both inline). Measured on seed001's whole step (ms):
-# 15.7 at 2^16 and 2^17, 15.2 at 2^18, 16.0 at 2^19; seed000 flat from 2^16 to 2^19.
+# Below this many elements touched, the handoff costs more than it saves: the pool thread
+# must take the GIL to start its chunk, and both threads' short NumPy calls then wait on each
+# other for it (a 64K-float pass per thread: 41 us in parallel vs 25 us for both inline).
+# Measured on seed001's whole step (ms), with sleeping handoffs: 15.7 at 2^16 and 2^17, 15.2 at
+# 2^18, 16.0 at 2^19 (seed000 flat from 2^16 to 2^19); with spinning ones, 11.4 at 2^15, 11.2
+# at 2^16 and 2^17, 10.9 at 2^18, 11.2 at 2^19.
 MIN_WORK = 1 << 18
 
 _lock = threading.Lock()
