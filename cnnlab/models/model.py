@@ -15,6 +15,7 @@ from ..layers.conv import Conv2D
 from ..layers.core import ActivationMixin
 from ..layers.pooling import MaxPooling2D
 from ..ops import activations as act_ops
+from ..ops import threads
 from ..ops.pool2d import phase_supported
 
 
@@ -202,6 +203,10 @@ class Model:
         ``from_logits``: the first output's gradient is with respect to the output
         layer's pre-softmax logits (the fused cross-entropy path).
         """
+        with threads.background_allowed():  # weight gradients may be computed beside the loop
+            return self._backward(douts, from_logits)
+
+    def _backward(self, douts, from_logits):
         grads = {id(o): d for o, d in zip(self.outputs, douts)}
         for t in reversed(self._nodes):
             dy = grads.pop(id(t), None)

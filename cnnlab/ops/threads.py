@@ -97,6 +97,7 @@ def set_num_threads(n):
     n = int(n)
     if n < 1:
         raise ValueError(f"set_num_threads: n must be >= 1, got {n}")
+    join_background()
     with _busy, _lock:  # _busy first, as in parallel_slices
         old, _workers = _workers, None
         _num_threads = n
@@ -320,6 +321,63 @@ def _one_blas_thread():
             _blas_local(old)
 
 
+_background = None  # (pool thread, the thread that handed it the task) while a background task runs
+
+
+@contextlib.contextmanager
+def background_allowed():
+    """Within the block, ``background`` may hand tasks to a pool thread; every one is done by
+    the time the block ends. (Model.backward opens one: a dense layer's weight gradient, needed
+    only by the optimizer, is then computed beside the rest of the backward pass.)"""
+    before = getattr(_local, "background_ok", False)
+    _local.background_ok = True
+    try:
+        yield
+    finally:
+        _local.background_ok = before
+        join_background()
+
+
+def can_background():
+    """True when ``background`` would hand a task to a pool thread rather than run it inline."""
+    return (getattr(_local, "background_ok", False) and not getattr(_local, "inside", False)
+            and num_threads() > 1 and (_blas_local is not None or _gemm.backend() == "mkl"))
+
+
+def background(fn):
+    """Run ``fn()`` on a pool thread while the caller goes on, if ``can_background()``; else
+    inline. The task holds the pool until ``join_background`` (which the caller's next threaded
+    call, or the end of ``background_allowed``, makes), so keep it short."""
+    global _background
+    join_background()
+    if not can_background() or not _busy.acquire(blocking=False):
+        with _one_blas_thread():
+            fn()
+        return
+    try:
+        w = _pool()[0]
+        w.submit(lambda sl: fn(), None)
+    except BaseException:
+        _busy.release()
+        raise
+    _background = (w, threading.get_ident())
+
+
+def join_background():
+    """Wait for the calling thread's background task, if any, and re-raise its exception."""
+    global _background, _last_used
+    if _background is None or _background[1] != threading.get_ident():
+        return
+    w, _background = _background[0], None
+    try:
+        error = w.wait()
+    finally:
+        _last_used = time.perf_counter()
+        _busy.release()
+    if error is not None:
+        raise error
+
+
 def parallel_slices(fn, n, work=None, blas=False):
     """Call ``fn(slice)`` on contiguous chunks covering ``range(n)``, one per thread, and wait.
 
@@ -340,6 +398,7 @@ def parallel_slices(fn, n, work=None, blas=False):
         with _one_blas_thread() if blas else contextlib.nullcontext():
             fn(slice(0, n))
         return
+    join_background()
     if not _busy.acquire(blocking=False):
         # another thread's chunks hold the workers: run inline rather than queue behind them
         with _one_blas_thread() if blas else contextlib.nullcontext():

@@ -298,3 +298,35 @@ def test_train_step_gradients_are_this_steps_only():
     assert got["h/kernel"].any()
     model.backward([model._loss_and_grad(out, y)[1]], from_logits=True)  # outside a step, backward adds
     assert_close(model._grads["h/kernel"], 2 * got["h/kernel"], rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("threads_n", [1, 2])
+def test_dense_weight_gradient_in_the_background_gives_the_same_steps(monkeypatch, threads_n):
+    """A 576 -> 256 dense layer at batch 128 has its dW computed beside the backward pass (when a
+    pool thread is free); the steps are the same as with it computed in place."""
+    from cnnlab.ops import dense, threads
+    n = threads.num_threads()
+    threads.set_num_threads(threads_n)
+    try:
+        x = np.random.default_rng(0).random((128, 6, 6, 16), dtype=np.float32)
+        y = np.arange(128) % 10
+        results = {}
+        handed = []
+        real = threads.background
+        monkeypatch.setattr(threads, "background", lambda fn: (handed.append(threads.can_background()), real(fn)))
+        for bg in (False, True):
+            monkeypatch.setattr(dense, "BACKGROUND_DW_MACS", (1 << 22, 1 << 25) if bg else (0, 0))
+            model = Sequential([L.Input((6, 6, 16)), L.Flatten(), L.Dense(256, activation="relu"),
+                                L.Dense(10, activation="softmax")])
+            np.random.seed(0)
+            model.set_weights([np.random.default_rng(i).standard_normal(w.shape).astype(np.float32) * 0.05
+                               for i, w in enumerate(model.get_weights())])
+            model.compile("adam", "sparse_categorical_crossentropy")
+            losses = [model.train_step(x, y)[0] for _ in range(3)]
+            results[bg] = losses, model.get_weights()
+        assert handed == ([True] * 3 if threads_n == 2 else [])  # one dW per step went to the pool thread
+        assert results[True][0] == results[False][0]
+        for a, b in zip(results[True][1], results[False][1]):
+            assert np.array_equal(a, b)
+    finally:
+        threads.set_num_threads(n)

@@ -498,3 +498,46 @@ def test_forked_child_gets_a_fresh_pool(no_threshold):
             pytest.fail("forked child hung in parallel_slices")
         time.sleep(0.05)
     assert os.waitstatus_to_exitcode(status) == 0
+
+
+def test_background_runs_beside_the_caller_and_is_joined(no_threshold, monkeypatch):
+    threads.set_num_threads(2)
+    if not threads.blas_in_chunks() and threads._gemm.backend() != "mkl":
+        pytest.skip("the BLAS here cannot be held to one thread per chunk")
+    ran = []
+    release = threading.Event()
+
+    def task():
+        release.wait(10)
+        ran.append(threading.get_ident())
+
+    threads.background(task)  # outside background_allowed: inline
+    assert ran == [threading.get_ident()]
+    ran.clear()
+    with threads.background_allowed():
+        threads.background(task)
+        assert ran == []  # still waiting on the event: it runs elsewhere
+        release.set()
+        hits = np.zeros(4, dtype=int)
+        threads.parallel_slices(lambda sl: hits.__setitem__(sl, hits[sl] + 1), 4)  # joins it first
+        assert len(ran) == 1 and ran[0] != threading.get_ident() and (hits == 1).all()
+        release.clear()
+        threads.background(task)
+        release.set()
+    assert len(ran) == 2  # the block's end joined the second one
+
+
+def test_background_error_surfaces_at_the_join(no_threshold):
+    threads.set_num_threads(2)
+    if not threads.blas_in_chunks() and threads._gemm.backend() != "mkl":
+        pytest.skip("the BLAS here cannot be held to one thread per chunk")
+
+    def bad():
+        raise KeyError("boom")
+
+    with pytest.raises(KeyError, match="boom"):
+        with threads.background_allowed():
+            threads.background(bad)
+    hits = np.zeros(2, dtype=int)
+    threads.parallel_slices(lambda sl: hits.__setitem__(sl, 1), 2)  # the pool is free again
+    assert (hits == 1).all()
