@@ -306,18 +306,23 @@ class Model:
         trained = [l for l in self._layers if l.trainable and l.params]
         for l in trained:  # instead of zeroing: backward's first contribution overwrites
             l.mark_grads_stale()
-        try:
-            out = self.forward(xs, training=True)[0]
-            value, dout, fused = self._loss_and_grad(out, y)
-            self.backward([dout], from_logits=fused)
-        finally:
-            for l in trained:
-                l.zero_stale_grads()
-        for l in self._layers:
-            if l.regularizers:
-                value += l.regularization_loss()
-                l.add_regularization_grads()
-        self.optimizer.apply(self._params, self._grads)
+        # a weight gradient may still be computed in the background while the optimizer
+        # updates the other parameters (threads.background); it is done when the block ends
+        with threads.background_allowed():
+            try:
+                out = self.forward(xs, training=True)[0]
+                value, dout, fused = self._loss_and_grad(out, y)
+                self.backward([dout], from_logits=fused)
+            finally:
+                for l in trained:  # never one a background task writes: that one was written
+                    l.zero_stale_grads()
+            if any(l.regularizers for l in self._layers):
+                threads.join_background()
+                for l in self._layers:
+                    if l.regularizers:
+                        value += l.regularization_loss()
+                        l.add_regularization_grads()
+            self.optimizer.apply(self._params, self._grads)
         return float(value), out
 
     def train_on_batch(self, x, y, return_dict=False):

@@ -9,9 +9,9 @@ from . import threads
 from .gemm import gemm
 from .threads import matmul
 
-# A weight gradient of this many multiply-adds goes to a pool thread in the background (within
-# Model.backward), while the caller goes on down the backward pass: long enough to repay the
-# handoff, short enough to be done before the next threaded op needs that thread. seed001's
+# A weight gradient of this many multiply-adds goes to a pool thread in the background (within a
+# training step, see threads.background), while the caller goes on down the backward pass: long
+# enough to repay the handoff, short enough to be done before the next threaded op needs that thread. seed001's
 # 576 x 256 dense layer (18.9M): step -0.9% to -1.8% in three same-process A/Bs (its dW beside
 # the next pooling's backward, which runs on one thread).
 BACKGROUND_DW_MACS = (1 << 22, 1 << 25)
@@ -40,7 +40,7 @@ def backward(dy, cache, need_dx=True, dW_out=None):
     if need_dx and dW_out is not None and BACKGROUND_DW_MACS[0] <= macs < BACKGROUND_DW_MACS[1] \
             and threads.can_background():
         dx = matmul(dy, W.T)  # (N, in)
-        threads.background(lambda: gemm(x.T, dy, dW_out))  # (in, out), written by the end of Model.backward
+        threads.background(lambda: gemm(x.T, dy, dW_out), writes=[dW_out])  # (in, out)
         return dx, dW_out, db
     dW = matmul(x.T, dy, out=dW_out)  # (in, out): threads split the rows, each sums over the whole batch
     dx = matmul(dy, W.T) if need_dx else None  # (N, in)

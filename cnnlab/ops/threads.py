@@ -321,33 +321,36 @@ def _one_blas_thread():
             _blas_local(old)
 
 
-_background = None  # (pool thread, the thread that handed it the task) while a background task runs
+_background = None  # (pool thread, the thread that handed it the task, ids of the arrays it writes)
 
 
 @contextlib.contextmanager
 def background_allowed():
     """Within the block, ``background`` may hand tasks to a pool thread; every one is done by
-    the time the block ends. (Model.backward opens one: a dense layer's weight gradient, needed
-    only by the optimizer, is then computed beside the rest of the backward pass.)"""
-    before = getattr(_local, "background_ok", False)
-    _local.background_ok = True
+    the time the outermost such block ends. (A training step opens one around its backward pass
+    and update: a weight gradient, needed only by the optimizer, is then computed beside the
+    work that follows it.)"""
+    depth = getattr(_local, "background_depth", 0)
+    _local.background_depth = depth + 1
     try:
         yield
     finally:
-        _local.background_ok = before
-        join_background()
+        _local.background_depth = depth
+        if depth == 0:
+            join_background()
 
 
 def can_background():
     """True when ``background`` would hand a task to a pool thread rather than run it inline."""
-    return (getattr(_local, "background_ok", False) and not getattr(_local, "inside", False)
+    return (getattr(_local, "background_depth", 0) > 0 and not getattr(_local, "inside", False)
             and num_threads() > 1 and (_blas_local is not None or _gemm.backend() == "mkl"))
 
 
-def background(fn):
+def background(fn, writes=()):
     """Run ``fn()`` on a pool thread while the caller goes on, if ``can_background()``; else
-    inline. The task holds the pool until ``join_background`` (which the caller's next threaded
-    call, or the end of ``background_allowed``, makes), so keep it short."""
+    inline. ``writes``: the arrays ``fn`` writes, which the caller must not read before
+    ``join_background`` (see ``pending``). The task holds the pool until then: the caller's next
+    threaded call, or the end of ``background_allowed``, waits for it, so keep it short."""
     global _background
     join_background()
     if not can_background() or not _busy.acquire(blocking=False):
@@ -360,7 +363,12 @@ def background(fn):
     except BaseException:
         _busy.release()
         raise
-    _background = (w, threading.get_ident())
+    _background = (w, threading.get_ident(), frozenset(id(a) for a in writes))
+
+
+def pending(a):
+    """True when the calling thread's background task may still be writing array ``a``."""
+    return _background is not None and _background[1] == threading.get_ident() and id(a) in _background[2]
 
 
 def join_background():

@@ -8,6 +8,7 @@ import math
 
 import numpy as np
 
+from ..ops import threads
 from ..ops.threads import flat, parallel_slices
 from ..utils import closest
 from . import schedules
@@ -143,6 +144,8 @@ class Optimizer:
         missing = [k for k in params if k not in grads]
         if missing:
             raise ValueError(f"No gradient for params {missing}.")
+        if self.clipnorm is not None or self.global_clipnorm is not None or self.clipvalue is not None:
+            threads.join_background()  # clipping reads every gradient
         grads = {k: self._check_grad(k, params[k], grads[k]) for k in params}
         if self.clipnorm is not None:
             for g in grads.values():
@@ -153,7 +156,12 @@ class Optimizer:
             for g in grads.values():
                 np.clip(g, -self.clipvalue, self.clipvalue, out=g)
         lr = self.learning_rate
-        for key, w in params.items():
+        # gradients still being written in the background (threads.background) go last
+        order = sorted(params, key=lambda k: threads.pending(grads[k]))
+        for key in order:
+            w = params[key]
+            if threads.pending(grads[key]):
+                threads.join_background()
             slots = self._slots_for(key, w)
             if self._decays(key):
                 # decoupled, before the update, as Keras: w <- w - w * wd * lr
@@ -166,6 +174,7 @@ class Optimizer:
         if g.shape != w.shape:
             raise ValueError(f"Gradient for {key!r} has shape {g.shape}, param has shape {w.shape}.")
         if g.dtype != w.dtype:
+            threads.join_background()  # the cast reads it
             g = g.astype(w.dtype)
         return g
 

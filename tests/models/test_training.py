@@ -313,7 +313,8 @@ def test_dense_weight_gradient_in_the_background_gives_the_same_steps(monkeypatc
         results = {}
         handed = []
         real = threads.background
-        monkeypatch.setattr(threads, "background", lambda fn: (handed.append(threads.can_background()), real(fn)))
+        monkeypatch.setattr(threads, "background",
+                            lambda fn, writes=(): (handed.append(threads.can_background()), real(fn, writes)))
         for bg in (False, True):
             monkeypatch.setattr(dense, "BACKGROUND_DW_MACS", (1 << 22, 1 << 25) if bg else (0, 0))
             model = Sequential([L.Input((6, 6, 16)), L.Flatten(), L.Dense(256, activation="relu"),
@@ -325,6 +326,40 @@ def test_dense_weight_gradient_in_the_background_gives_the_same_steps(monkeypatc
             losses = [model.train_step(x, y)[0] for _ in range(3)]
             results[bg] = losses, model.get_weights()
         assert handed == ([True] * 3 if threads_n == 2 else [])  # one dW per step went to the pool thread
+        assert results[True][0] == results[False][0]
+        for a, b in zip(results[True][1], results[False][1]):
+            assert np.array_equal(a, b)
+    finally:
+        threads.set_num_threads(n)
+
+
+@pytest.mark.parametrize("extra", ["plain", "regularizer", "clipnorm"])
+def test_first_conv_weight_gradient_in_the_background_gives_the_same_steps(monkeypatch, extra):
+    """The first convolution's dW (12 filters over 28x28 at batch 128: 12M multiply-adds) is computed
+    beside the optimizer's other updates; regularization and clipping wait for it. The steps are
+    the same as with it computed in place."""
+    from cnnlab.ops import threads
+    n = threads.num_threads()
+    threads.set_num_threads(2)
+    try:
+        x = np.random.default_rng(0).random((128, 28, 28, 1), dtype=np.float32)
+        y = np.arange(128) % 10
+        results, handed = {}, []
+        real = threads.background
+        monkeypatch.setattr(threads, "background",
+                            lambda fn, writes=(): (handed.append(threads.can_background()), real(fn, writes)))
+        for bg in (False, True):
+            monkeypatch.setattr(L.Conv2D, "BACKGROUND_DW_MACS", (1 << 22, 1 << 24) if bg else (0, 0))
+            reg = "l2" if extra == "regularizer" else None
+            model = Sequential([L.Input((28, 28, 1)), L.Conv2D(12, 3, padding="same", kernel_regularizer=reg),
+                                L.MaxPooling2D(3, strides=2), L.Flatten(), L.Dense(10, activation="softmax")])
+            model.set_weights([np.random.default_rng(i).standard_normal(w.shape).astype(np.float32) * 0.1
+                               for i, w in enumerate(model.get_weights())])
+            model.compile(optimizers.Adam(clipnorm=1.0) if extra == "clipnorm" else "adam",
+                          "sparse_categorical_crossentropy")
+            losses = [model.train_step(x, y)[0] for _ in range(3)]
+            results[bg] = losses, model.get_weights()
+        assert handed.count(True) == 3  # the first convolution's dW went to the pool thread each step
         assert results[True][0] == results[False][0]
         for a, b in zip(results[True][1], results[False][1]):
             assert np.array_equal(a, b)

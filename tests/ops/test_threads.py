@@ -541,3 +541,23 @@ def test_background_error_surfaces_at_the_join(no_threshold):
     hits = np.zeros(2, dtype=int)
     threads.parallel_slices(lambda sl: hits.__setitem__(sl, 1), 2)  # the pool is free again
     assert (hits == 1).all()
+
+
+def test_background_writes_are_pending_until_joined_and_inner_blocks_do_not_join(no_threshold):
+    threads.set_num_threads(2)
+    if not threads.blas_in_chunks() and threads._gemm.backend() != "mkl":
+        pytest.skip("the BLAS here cannot be held to one thread per chunk")
+    out, other = np.zeros(3), np.zeros(3)
+    release = threading.Event()
+
+    def task():
+        release.wait(10)
+        out[:] = 1
+
+    with threads.background_allowed():
+        with threads.background_allowed():
+            threads.background(task, writes=[out])
+        assert threads.pending(out) and not threads.pending(other)  # the inner block's end did not wait
+        release.set()
+        threads.join_background()
+        assert not threads.pending(out) and (out == 1).all()
