@@ -292,9 +292,9 @@ def _pool():
 
 
 def _forget_pool():
-    global _workers, _lock, _busy, _watchdog, _in_use
+    global _workers, _lock, _busy, _watchdog, _in_use, _background
     _workers, _lock, _busy = None, threading.Lock(), threading.Lock()
-    _watchdog, _in_use = None, threading.Event()
+    _watchdog, _in_use, _background = None, threading.Event(), None
 
 
 # a forked child has the workers but none of their threads: start afresh there
