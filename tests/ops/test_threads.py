@@ -511,9 +511,11 @@ def test_background_runs_beside_the_caller_and_is_joined(no_threshold, monkeypat
         release.wait(10)
         ran.append(threading.get_ident())
 
+    release.set()
     threads.background(task)  # outside background_allowed: inline
     assert ran == [threading.get_ident()]
     ran.clear()
+    release.clear()
     with threads.background_allowed():
         threads.background(task)
         assert ran == []  # still waiting on the event: it runs elsewhere
