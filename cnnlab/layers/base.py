@@ -166,7 +166,12 @@ class Layer:
 
     def add_grad(self, name, value):
         """Add ``value`` to gradient ``name``, or write it there when the gradient is stale."""
-        out = self.grad_out(name)
+        self.write_grad(name, value, self.grad_out(name))
+
+    def write_grad(self, name, value, out):
+        """``value`` into gradient ``name``: written to ``out`` (what ``grad_out`` returned), or
+        added when that was None. Split from ``add_grad`` so that a background task can write
+        while ``grad_out``, which changes the layer's bookkeeping, ran on the caller's thread."""
         if out is None:
             self.grads[name] += value
         else:

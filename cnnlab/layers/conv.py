@@ -76,10 +76,7 @@ class Conv2D(KernelBiasMixin, ActivationMixin, Layer):
                 _, dW, db = conv_ops.backward(dz, c, need_dx=False)
                 for k, v in (("kernel", dW), ("bias", db)):
                     if v is not None:
-                        if outs[k] is not None:
-                            outs[k][...] = v
-                        else:
-                            self.grads[k] += v
+                        self.write_grad(k, v, outs[k])
 
             threads.background(dW_task, writes=[self.grads[k] for k in self.params])
             return None

@@ -11,9 +11,9 @@ from .threads import matmul
 
 # A weight gradient of this many multiply-adds goes to a pool thread in the background (within a
 # training step, see threads.background), while the caller goes on down the backward pass: long
-# enough to repay the handoff, short enough to be done before the next threaded op needs that thread. seed001's
-# 576 x 256 dense layer (18.9M): step -0.9% to -1.8% in three same-process A/Bs (its dW beside
-# the next pooling's backward, which runs on one thread).
+# enough to repay the handoff, short enough to be done before the next threaded op needs that
+# thread. seed001's 576 x 256 dense layer (18.9M): step -0.9% to -1.8% in three same-process
+# A/Bs (its dW beside the next pooling's backward, which runs on one thread).
 BACKGROUND_DW_MACS = (1 << 22, 1 << 25)
 
 
