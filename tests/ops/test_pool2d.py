@@ -229,6 +229,15 @@ def test_max_pool_window_over_256_offsets():
     assert_close(dx, expected, rtol=0, atol=0)
 
 
+def test_max_pool_backward_offsets_past_uint16():
+    # a window's farthest pixel, (2 * 660 + 2) * 50 floats from its first, no longer fits uint16
+    x = rand((1, 5, 660, 50), 3)
+    y, cache = pool2d.forward(x, 3, 2)
+    dy = rand(y.shape, 4)
+    expected = naive_max_pool_backward(x, dy, (3, 3), (2, 2), "valid")
+    assert_close(pool2d.backward(dy, cache), expected, rtol=1e-6, atol=1e-7)
+
+
 @pytest.mark.parametrize("pool, strides, padding, mode, phased", [
     (2, None, "valid", "max", True), (2, 2, "same", "max", True),
     (3, 2, "valid", "max", False), (2, None, "valid", "avg", False), (2, 1, "valid", "max", False)])
