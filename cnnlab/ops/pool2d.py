@@ -372,7 +372,7 @@ def _max_with_arg(taps, y, dtype, k, copy_taps):
             xp.maximum(ys, v, out=ys)
             # t exceeds every earlier index, so max(arg, better * t) is "t where better" without a
             # masked copy (copyto(where=) is several times slower)
-            xp.multiply(bs, idx.type(t), out=kbs)
+            xp.multiply(bs.view(xp.uint8), idx.type(t), out=kbs)  # uint8 view: no buffered bool cast
             xp.maximum(args, kbs, out=args)
 
     parallel_slices(max_slice, y.shape[0], y.size * k)
