@@ -263,11 +263,10 @@ def _window_starts(padded_shape, out, strides):
     return _STARTS[key]
 
 
-def _winner(beats, out, scratch):
+def _winner(beats, out):
     """The winning tap of one stage into ``out``: the last tap that beat every earlier one, 0
-    where none did, i.e. the max over t of ``t * beats[t - 1]``. ``scratch`` is like ``out``.
-    The masks are read as uint8: a bool operand would make NumPy cast it through a buffer,
-    several times slower than the uint8 arithmetic itself."""
+    where none did, i.e. the max over t of ``t * beats[t - 1]``. The masks are read as uint8:
+    a bool operand would make NumPy cast it through a buffer (about twice as slow)."""
     k, tap = len(beats) + 1, out.dtype.type
     if k == 1:
         out.fill(0)
@@ -276,7 +275,7 @@ def _winner(beats, out, scratch):
     for t in range(k - 2, 0, -1):
         b = beats[t - 1].view(xp.uint8)
         if t > 1:
-            b = xp.multiply(b, tap(t), out=scratch)
+            b = xp.multiply(b, tap(t))  # windows of 4 taps or more only
         xp.maximum(out, b, out=out)
     return out
 
@@ -305,9 +304,8 @@ def _separable_max_backward(dy, c):
     def backward_slice(sl):
         n = sl.stop - sl.start
         small = (n, out_h, out_w, C)
-        ah = _winner(c.beats_h[:, sl], xp.empty(small, tap_t), xp.empty(small, tap_t))  # winning row
-        rows = (n, Hp, out_w, C)
-        aw = _winner(c.beats_w[:, sl], xp.empty(rows, tap_t), xp.empty(rows, tap_t))    # winning column per row
+        ah = _winner(c.beats_h[:, sl], xp.empty(small, tap_t))                 # winning row
+        aw = _winner(c.beats_w[:, sl], xp.empty((n, Hp, out_w, C), tap_t))     # winning column, per row
         # the column that won on the winning row: exactly one row tap i has ah == i
         jw, hit, tmp = xp.empty(small, tap_t), xp.empty(small, bool), xp.empty(small, tap_t)
         for i, taps in enumerate(_taps(aw, 1, ph, sh, out_h)):
