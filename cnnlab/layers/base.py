@@ -53,6 +53,10 @@ class SymbolicTensor:
 class Layer:
     # Subclasses that take several inputs (Add, Concatenate) set this.
     multi_input = False
+    # True where forward and backward touch each sample on its own, every pass over the data
+    # inside threads.parallel_samples or after a threads.drain: a model then pipelines a run of
+    # such layers over its threads (threads.pipeline), and drains the pipeline before any other.
+    per_sample = False
 
     def __init__(self, name=None, trainable=True, input_shape=None, batch_input_shape=None,
                  dtype="float32", **kwargs):

@@ -1,6 +1,7 @@
 """Conv2D and ZeroPadding2D."""
 import numpy as np
 
+from ..ops import activations as act_ops
 from ..ops import conv2d as conv_ops
 from ..ops import threads
 from ..ops.shape import normalize_tuple, window_output_shape
@@ -49,6 +50,10 @@ class Conv2D(KernelBiasMixin, ActivationMixin, Layer):
                                               self.padding, where=f"Conv2D {self.name!r}")
         return (n, out_h, out_w, self.filters)
 
+    @property
+    def per_sample(self):
+        return self.activation in act_ops.PER_SAMPLE
+
     # Set by a model for the length of one forward when the output feeds only a max pooling that
     # runs on the phase layout (see Model.phase_pooling): z then comes in that layout.
     _phase_out = False
@@ -80,8 +85,10 @@ class Conv2D(KernelBiasMixin, ActivationMixin, Layer):
 
             threads.background(dW_task, writes=[self.grads[k] for k in self.params])
             return None
-        dx, dW, db = conv_ops.backward(dz, c, need_dx=self.need_dx)
-        self._accumulate_grads(dW, db)
+        dx = conv_ops.input_grad(dz, c) if self.need_dx else None
+        # the weight gradient sums over every sample: inside a pipeline it waits for them while
+        # dx goes on to the layer below (threads.defer)
+        threads.defer(lambda: self._accumulate_grads(*conv_ops.weight_grads(dz, c)))
         return dx
 
     def get_config(self):

@@ -19,6 +19,8 @@ class InputLayer(Layer):
         self.input_shape = self.output_shape = self.batch_input_shape
         self.built = True
 
+    per_sample = True
+
     def forward(self, x, training=False):
         return x
 
@@ -143,6 +145,10 @@ class Activation(ActivationMixin, Layer):
     def __init__(self, activation, **kwargs):
         super().__init__(**kwargs)
         self._init_activation(activation)
+
+    @property
+    def per_sample(self):
+        return self.activation in act_ops.PER_SAMPLE
 
     def forward(self, x, training=False):
         return self._activate(x)

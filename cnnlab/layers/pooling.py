@@ -6,6 +6,7 @@ from .base import Layer
 
 class _Pooling2D(Layer):
     mode = None
+    per_sample = True
 
     def __init__(self, pool_size=2, strides=None, padding="valid", **kwargs):
         super().__init__(**kwargs)

@@ -3,6 +3,8 @@
 Forward runs the layers in topological order; backward runs them in reverse,
 summing the gradients of tensors that feed several layers (residual blocks).
 """
+import contextlib
+
 import numpy as np
 
 from .. import losses as losses_mod
@@ -160,29 +162,45 @@ class Model:
             layer.release()
         self._pool_relu = {}  # id(max pooling node) -> the cache of the ReLU applied after it
         deferred = set()
-        for t in self._nodes:
-            layer = t.layer
-            ins = [values[id(u)] for u in t.inbound]
-            x = ins if layer.multi_input else ins[0]
-            pool = self._pool_after.get(id(t))
-            defer = pool is not None and self._relu_moves(layer, pool.layer)
-            phase = pool is not None and self._phase_moves(layer, pool.layer, x)
-            if defer or phase:
-                layer._activation_deferred, layer._phase_out = defer, phase
-                try:
-                    y = layer.forward(x, training=training)
-                finally:
-                    del layer._activation_deferred, layer._phase_out
-            else:
-                y = layer.forward(x, training=training)
-            if defer:
-                values[id(t)] = y
-                deferred.add(id(t))
-                continue
-            if t.inbound and id(t.inbound[0]) in deferred:
-                y, self._pool_relu[id(t)] = act_ops.forward(y, "relu")
-            values[id(t)] = y
+        with threads.pipeline(len(xs[0])):  # runs of per-sample layers go through it unsynchronized
+            for t in self._nodes:
+                layer = t.layer
+                with self._sync_unless_per_sample(layer):
+                    y = self._forward_node(t, values, deferred, training)
+                if y is not None:
+                    values[id(t)] = y
         return [values[id(o)] for o in self.outputs]
+
+    def _forward_node(self, t, values, deferred, training):
+        """Run node ``t``'s layer; its output, or None when its ReLU was deferred (then stored)."""
+        layer = t.layer
+        ins = [values[id(u)] for u in t.inbound]
+        x = ins if layer.multi_input else ins[0]
+        pool = self._pool_after.get(id(t))
+        defer = pool is not None and self._relu_moves(layer, pool.layer)
+        phase = pool is not None and self._phase_moves(layer, pool.layer, x)
+        if defer or phase:
+            layer._activation_deferred, layer._phase_out = defer, phase
+            try:
+                y = layer.forward(x, training=training)
+            finally:
+                del layer._activation_deferred, layer._phase_out
+        else:
+            y = layer.forward(x, training=training)
+        if defer:
+            values[id(t)] = y
+            deferred.add(id(t))
+            return None
+        if t.inbound and id(t.inbound[0]) in deferred:
+            y, self._pool_relu[id(t)] = act_ops.forward(y, "relu")
+        return y
+
+    def _sync_unless_per_sample(self, layer):
+        """A context for running ``layer`` inside the pass's pipeline (threads.pipeline): none for
+        a layer that touches each sample on its own, else ``threads.synchronous``."""
+        if layer.per_sample and not self._hooked(layer):
+            return contextlib.nullcontext()
+        return threads.synchronous()
 
     @staticmethod
     def _hooked(*layers):
@@ -208,21 +226,27 @@ class Model:
 
     def _backward(self, douts, from_logits):
         grads = {id(o): d for o, d in zip(self.outputs, douts)}
-        for t in reversed(self._nodes):
-            dy = grads.pop(id(t), None)
-            if dy is None:
-                continue
-            layer = t.layer
-            if id(t) in self._pool_relu:
-                dy = act_ops.backward(dy, self._pool_relu[id(t)])
-            if from_logits and t is self.outputs[0]:
-                dx = layer.backward_from_logits(dy)
-            else:
-                dx = layer.backward(dy)
-            if dx is None:
-                continue
-            for u, d in zip(t.inbound, dx if layer.multi_input else [dx]):
-                grads[id(u)] = grads[id(u)] + d if id(u) in grads else d
+        with threads.pipeline(len(douts[0])):  # as in forward
+            for t in reversed(self._nodes):
+                dy = grads.pop(id(t), None)
+                if dy is None:
+                    continue
+                layer = t.layer
+                with self._sync_unless_per_sample(layer):
+                    if id(t) in self._pool_relu:
+                        dy = act_ops.backward(dy, self._pool_relu[id(t)])
+                    if from_logits and t is self.outputs[0]:
+                        dx = layer.backward_from_logits(dy)
+                    else:
+                        dx = layer.backward(dy)
+                if dx is None:
+                    continue
+                for u, d in zip(t.inbound, dx if layer.multi_input else [dx]):
+                    if id(u) in grads:  # a tensor read twice: its gradients add up, over every sample
+                        threads.drain()
+                        grads[id(u)] = grads[id(u)] + d
+                    else:
+                        grads[id(u)] = d
         return [grads.get(id(t)) for t in self.inputs]
 
     def __call__(self, x, training=False):

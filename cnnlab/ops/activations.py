@@ -9,9 +9,11 @@ import numpy as np
 from ..utils import unknown_name_error
 from . import threads
 from .im2col import empty
-from .threads import flat, parallel_slices
+from .threads import parallel_slices
 
 NAMES = ("relu", "leaky_relu", "elu", "selu", "sigmoid", "tanh", "softmax", "linear")
+# those whose passes run per sample inside a pipeline (threads.pipeline); None: no activation
+PER_SAMPLE = (None, "linear", "relu", "leaky_relu")
 
 # Defaults of the Keras activation functions.
 DEFAULT_ALPHA = {"leaky_relu": 0.2, "elu": 1.0}
@@ -78,17 +80,32 @@ def backward(dy, cache):
     return dy  # linear
 
 
+def _split(fn, a):
+    """Run ``fn(flat_slice)`` over ``a``'s elements: in whole samples where a pipeline takes them
+    (see ``threads.pipeline``), else in flat chunks over threads."""
+    if a.ndim > 1 and threads.pipelined(a.shape[0]):
+        per = a.size // a.shape[0]
+        threads.parallel_samples(lambda sl: fn(slice(sl.start * per, sl.stop * per)), a.shape[0], a.size)
+    else:
+        parallel_slices(fn, a.size)
+
+
+def _chunked(a):
+    """Whether an elementwise pass over ``a`` goes through ``_split`` (else it runs inline)."""
+    return (a.dtype.kind == "f" and a.flags.c_contiguous
+            and (a.size >= threads.MIN_WORK or (a.ndim > 1 and threads.pipelined(a.shape[0]))))
+
+
 def _piecewise_forward(x, name, alpha):
-    """relu: ``x * (x > 0)``; leaky_relu: ``where(x > 0, x, alpha * x)``; big arrays in flat chunks over threads."""
-    xf = flat(x)
-    if xf is None or x.size < threads.MIN_WORK or x.dtype.kind != "f":
+    """relu: ``x * (x > 0)``; leaky_relu: ``where(x > 0, x, alpha * x)``; big arrays in chunks over threads."""
+    if not _chunked(x):
         mask = x > 0
         y = x * mask if name == "relu" else np.where(mask, x, alpha * x)
         return y, (name, alpha, mask)
     # workspace buffers: fresh pages for each step's outputs cost as much as the pass itself
     y = empty(x.shape, x.dtype)
     mask = empty(x.shape, bool)
-    yf, mf = y.reshape(-1), mask.reshape(-1)
+    xf, yf, mf = x.reshape(-1), y.reshape(-1), mask.reshape(-1)
 
     def chunk(sl):
         np.greater(xf[sl], 0, out=mf[sl])
@@ -97,17 +114,16 @@ def _piecewise_forward(x, name, alpha):
         else:
             yf[sl] = np.where(mf[sl], xf[sl], alpha * xf[sl])
 
-    parallel_slices(chunk, x.size)
+    _split(chunk, x)
     return y, (name, alpha, mask)
 
 
 def _piecewise_backward(dy, name, alpha, mask):
-    """relu: ``dy * mask``; leaky_relu: ``where(mask, dy, alpha * dy)``; big arrays in flat chunks over threads."""
-    df = flat(dy)
-    if df is None or dy.size < threads.MIN_WORK or dy.shape != mask.shape or dy.dtype.kind != "f":
+    """relu: ``dy * mask``; leaky_relu: ``where(mask, dy, alpha * dy)``; big arrays in chunks over threads."""
+    if not _chunked(dy) or dy.shape != mask.shape:
         return dy * mask if name == "relu" else np.where(mask, dy, alpha * dy)
     dx = empty(dy.shape, dy.dtype)
-    xf, mf = dx.reshape(-1), mask.reshape(-1)
+    df, xf, mf = dy.reshape(-1), dx.reshape(-1), mask.reshape(-1)
 
     def chunk(sl):
         if name == "relu":
@@ -115,7 +131,7 @@ def _piecewise_backward(dy, name, alpha, mask):
         else:
             xf[sl] = np.where(mf[sl], df[sl], alpha * df[sl])
 
-    parallel_slices(chunk, dy.size)
+    _split(chunk, dy)
     return dx
 
 

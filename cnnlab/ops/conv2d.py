@@ -10,7 +10,7 @@ from ..backend import xp
 from .gemm import gemm
 from .im2col import empty, from_phase, im2col, im2col_kmajor, offset_view, pad2d
 from .shape import normalize_tuple, window_output_shape
-from .threads import matmul, matmul_tn, parallel_slices
+from .threads import matmul, matmul_tn, parallel_samples
 
 
 class Conv2DCache:
@@ -79,7 +79,7 @@ def forward(x, W, b=None, strides=(1, 1), padding="valid", dilation=(1, 1), wher
                 cols2d[rows, K] = 1
             gemm(cols2d[rows], W2d, y[rows])
 
-        parallel_slices(patches_times_kernel, N, M * Kb * F // 16, blas=True)
+        parallel_samples(patches_times_kernel, N, M * Kb * F // 16, blas=True)
     cache = Conv2DCache(cols2d=cols2d, W2d=W2d, has_b=b is not None, x_shape=x.shape, padded_shape=xp_.shape,
                         pads=pads, kernel=(kh, kw), out=(out_h, out_w), strides=strides, dilation=dilation,
                         phase=phase)
@@ -96,29 +96,40 @@ def _view(a, shape):
 
 def backward(dy, cache, need_dx=True):
     """Return ``(dx, dW, db)``; ``db`` is None without bias, ``dx`` None when ``need_dx`` is False."""
+    dW, db = weight_grads(dy, cache)
+    return (input_grad(dy, cache) if need_dx else None), dW, db
+
+
+def weight_grads(dy, cache):
+    """``(dW, db)``: sums over every sample (``db`` None without bias)."""
+    c = cache
+    kh, kw = c.kernel
+    C = c.x_shape[3]
+    K, F = kh * kw * C, c.W2d.shape[1]
+    dWb = matmul_tn(c.cols2d, dy.reshape(-1, F))                           # (K or K + 1, F); rows in the columns' order
+    dW = dWb[:K].reshape(kh, kw, C, F)                                     # (kh, kw, C, F)
+    db = dWb[K].copy() if c.has_b else None                                # (F,): the ones column's row
+    return dW, db
+
+
+def input_grad(dy, cache):
+    """dx (N, H, W, C), each sample's from its own rows of ``dy``."""
     c = cache
     kh, kw = c.kernel
     out_h, out_w = c.out
     N, in_h, in_w, C = c.x_shape
     K, F = kh * kw * C, c.W2d.shape[1]
-    dy2d = dy.reshape(-1, F)                                               # (M, F), rows in the columns' order
-    cols2d = c.cols2d
-    dWb = matmul_tn(cols2d, dy2d)                                          # (K or K + 1, F)
-    dW = dWb[:K].reshape(kh, kw, C, F)                                     # (kh, kw, C, F)
-    db = dWb[K].copy() if c.has_b else None                                # (F,): the ones column's row
-    if not need_dx:
-        return None, dW, db
     if c.phase:
         dy = from_phase(dy)                                                # (N, out_h, out_w, F)
-        dy2d = dy.reshape(-1, F)
+    dy2d = dy.reshape(-1, F)                                               # (M, F)
     W2d = c.W2d[:K]                                                        # (K, F) without the bias row
     if kh == kw == 1 and c.padded_shape == c.x_shape and c.strides == (1, 1):
         dx = matmul(dy2d, W2d.T, out=empty((dy2d.shape[0], C), dy2d.dtype))  # (M, C)
-        return dx.reshape(c.x_shape), dW, db                               # (N, H, W, C)
+        return dx.reshape(c.x_shape)                                       # (N, H, W, C)
     dy_pads = _transposed_pads(c) if c.strides == (1, 1) and C >= DX_TRANSPOSED_MIN_C_PER_F * F else None
     if dy_pads is not None:
-        return _dx_transposed(dy.reshape(N, out_h, out_w, F), W2d, c, dy_pads), dW, db  # (N, H, W, C)
-    return _dx_per_offset(dy2d, W2d, c), dW, db                            # (N, H, W, C)
+        return _dx_transposed(dy.reshape(N, out_h, out_w, F), W2d, c, dy_pads)  # (N, H, W, C)
+    return _dx_per_offset(dy2d, W2d, c)                                    # (N, H, W, C)
 
 
 def _transposed_pads(c):
@@ -165,7 +176,7 @@ def _dx_transposed(dy, W2d, c, dy_pads):
             cb = im2col(dyp[blk], kh, kw, in_h, in_w, (1, 1), c.dilation, out=cols[:n])
             gemm(cb.reshape(n * in_h * in_w, K), Wf, dx[blk].reshape(-1, C))      # (n*H*W, C)
 
-    parallel_slices(dx_slice, N, dx.size * K // 16, blas=True)
+    parallel_samples(dx_slice, N, dx.size * K // 16, blas=True)
     return dx
 
 
@@ -201,5 +212,5 @@ def _dx_per_offset(dy2d, W2d, c):
         if dx is not dxp:
             dx[sl] = dxs[:, pt:pt + in_h, pl:pl + in_w]
 
-    parallel_slices(dx_slice, N, g.size * kh * kw * dy2d.shape[1] // 16, blas=True)
+    parallel_samples(dx_slice, N, g.size * kh * kw * dy2d.shape[1] // 16, blas=True)
     return dx

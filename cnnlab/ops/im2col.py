@@ -10,7 +10,7 @@ import threading
 from numpy.lib.stride_tricks import as_strided
 
 from ..backend import xp
-from .threads import parallel_slices
+from .threads import parallel_samples
 
 # Workspace pool. Large fresh arrays cost as much as the work done in them
 # (the kernel maps and zeroes new pages on every call), so big temporaries are
@@ -112,7 +112,7 @@ def pad2d(x, pads, value=0.0):
             xs[:, pt:pt + H, pl + W:] = value
         xs[:, pt:pt + H, pl:pl + W] = x[sl]
 
-    parallel_slices(pad_slice, N, xp_.size)
+    parallel_samples(pad_slice, N, xp_.size)
     return xp_
 
 
@@ -126,7 +126,7 @@ def crop2d(xp_, pads, h, w):
     def crop_slice(sl):
         out[sl] = xp_[sl, pt:pt + h, pl:pl + w]
 
-    parallel_slices(crop_slice, out.shape[0], out.size)
+    parallel_samples(crop_slice, out.shape[0], out.size)
     return out
 
 
@@ -152,14 +152,27 @@ def to_phase(x):
     ``x6[n, a, b, r, c] = x[n, 2r + a, 2c + b]``. Every tap of a stride-2 window is then a
     contiguous slice of one of the four planes (see pool2d)."""
     N, H, W, C = x.shape
-    return xp.ascontiguousarray(x.reshape(N, H // 2, 2, W // 2, 2, C).transpose(0, 2, 4, 1, 3, 5))
+    out = empty((N, 2, 2, H // 2, W // 2, C), x.dtype)
+    src = x.reshape(N, H // 2, 2, W // 2, 2, C).transpose(0, 2, 4, 1, 3, 5)  # (N, 2, 2, H/2, W/2, C), a view
+
+    def copy_slice(sl):
+        out[sl] = src[sl]
+
+    parallel_samples(copy_slice, N, out.size)
+    return out
 
 
 def from_phase(x6):
     """The inverse of ``to_phase``: (N, 2, 2, H2, W2, C) -> (N, 2 * H2, 2 * W2, C), a copy."""
     N, _, _, H2, W2, C = x6.shape
     out = empty((N, 2 * H2, 2 * W2, C), x6.dtype)
-    out.reshape(N, H2, 2, W2, 2, C)[...] = x6.transpose(0, 3, 1, 4, 2, 5)
+    dst = out.reshape(N, H2, 2, W2, 2, C)                                  # (N, H2, 2, W2, 2, C), a view
+    src = x6.transpose(0, 3, 1, 4, 2, 5)                                   # the same axes order, a view
+
+    def copy_slice(sl):
+        dst[sl] = src[sl]
+
+    parallel_samples(copy_slice, N, out.size)
     return out
 
 
@@ -193,7 +206,7 @@ def im2col(xp_, kh, kw, out_h, out_w, strides, dilation=(1, 1), out=None, phase=
     def copy_slice(sl):
         xp.copyto(cols[sl], windows[sl])
 
-    parallel_slices(copy_slice, N, cols.size)
+    parallel_samples(copy_slice, N, cols.size)
     return cols
 
 
@@ -210,5 +223,5 @@ def im2col_kmajor(xp_, kh, kw, out_h, out_w, strides, dilation=(1, 1), out=None,
     def copy_slice(sl):
         xp.copyto(colsT[:, :, :, sl], windows[:, :, :, sl])
 
-    parallel_slices(copy_slice, N, colsT.size)
+    parallel_samples(copy_slice, N, colsT.size)
     return colsT

@@ -12,7 +12,7 @@ scatter-adds the gradient there.
 from ..backend import xp
 from .im2col import crop2d, empty, from_phase, offset_view, pad2d, to_phase
 from .shape import normalize_tuple, window_output_shape
-from .threads import parallel_slices
+from .threads import parallel_samples
 
 MODES = ("max", "avg", "l2")
 
@@ -103,7 +103,7 @@ def forward(x, pool_size=(2, 2), strides=None, padding="valid", mode="max", wher
                 ys += v
             ys /= c.count
 
-        parallel_slices(avg_slice, N, work)
+        parallel_samples(avg_slice, N, work)
         return y, c
 
     # l2: sqrt of the sum of squares; zero padding adds nothing
@@ -118,7 +118,7 @@ def forward(x, pool_size=(2, 2), strides=None, padding="valid", mode="max", wher
             ys += sqs
         xp.sqrt(ys, out=ys)
 
-    parallel_slices(l2_slice, N, work)
+    parallel_samples(l2_slice, N, work)
     c.xp_, c.y = xp_, y
     return y, c
 
@@ -183,7 +183,7 @@ def _nhwc_backward(dy, c):
                 xp.multiply(ss, offset_view(c.xp_[sl], i, j, out_h, out_w, c.strides), out=gs)
                 scatter(k, gs)
 
-    parallel_slices(slice_backward, N, dy.size * len(offsets))
+    parallel_samples(slice_backward, N, dy.size * len(offsets))
     return crop2d(dxp, c.pads, in_h, in_w)                                # (N, H, W, C)
 
 
@@ -241,7 +241,7 @@ def _separable_max_forward(xp_, y, c):
         _max_stage(xp_[sl], 2, pw, sw, mid[sl], c.beats_w[:, sl], None if v is None else v[sl])
         _max_stage(mid[sl], 1, ph, sh, y[sl], c.beats_h[:, sl], None)
 
-    parallel_slices(max_slice, N, mid.size * pw + y.size * ph)
+    parallel_samples(max_slice, N, mid.size * pw + y.size * ph)
 
 
 _STARTS = {}  # (padded shape, out shape, strides) -> _window_starts
@@ -324,7 +324,7 @@ def _separable_max_backward(dy, c):
     # add.at holds the GIL, so only the passes before it split well: threads pay off for big
     # outputs only (one thread vs two: 0.56 vs 0.83 ms over 128x13x13x16, 2.8 vs 1.8 ms over
     # 128x28x28x12; seed001's step -2.8%)
-    parallel_slices(backward_slice, N, dy.size * 2)
+    parallel_samples(backward_slice, N, dy.size * 2)
     return dxp
 
 
@@ -373,7 +373,7 @@ def _max_with_arg(taps, y, dtype, k, copy_taps):
             xp.multiply(bs.view(xp.uint8), idx.type(t), out=kbs)  # uint8 view: no buffered bool cast
             xp.maximum(args, kbs, out=args)
 
-    parallel_slices(max_slice, y.shape[0], y.size * k)
+    parallel_samples(max_slice, y.shape[0], y.size * k)
     return arg
 
 
@@ -388,7 +388,7 @@ def _phase_max_backward(dy, c):
             xp.equal(c.arg[sl], t, out=hit[sl])
             xp.multiply(dy[sl], hit[sl], out=dX[sl, t // 2, t % 2])
 
-    parallel_slices(backward_slice, N, dy.size * 12)
+    parallel_samples(backward_slice, N, dy.size * 12)
     return dX
 
 

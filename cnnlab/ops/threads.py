@@ -21,6 +21,7 @@ ctypes, which releases the GIL while they spin: the same GEMM took 194 us. An id
 thread spins for ``PARK_AFTER_S`` at most (as OpenMP runtimes spin-wait, then sleep), and
 then a watchdog parks it on a plain lock until the next chunk.
 """
+import collections
 import contextlib
 import ctypes
 import os
@@ -45,7 +46,7 @@ _lock = threading.Lock()
 _local = threading.local()    # .inside: this thread is running a chunk (nested calls run inline)
 _num_threads = None
 _workers = None              # list of _Worker, created on first use
-_busy = threading.Lock()     # held by the thread whose chunks the workers are running
+_busy = threading.RLock()    # held by the thread whose chunks the workers are running
 
 
 def _find_blas_local():
@@ -168,22 +169,25 @@ _PARK = object()   # a pool thread's task meaning "sleep until the next chunk"
 
 
 class _Worker:
-    """One pool thread, handed one chunk at a time through two signals.
+    """One pool thread, running the chunks handed to it in order, through two signals.
 
     Not a ThreadPoolExecutor: its queue, futures and conditions cost about 80 us more per
     handoff here (a 64K-float pass per thread: 119 us through the executor, 41 us through
     bare locks, 25 us for both passes inline). Each task carries a number; the worker
     stores it in ``finished`` before it signals ``done``, so that the caller's wait can tell
-    a finished chunk from a leftover signal of an interrupted wait.
+    a finished chunk from a leftover signal of an interrupted wait. Tasks queue up (see
+    ``pipeline``); after a chunk fails, the ones queued behind it are skipped until the
+    caller's ``wait`` collects the error.
     """
 
     def __init__(self, k):
         make = _SpinSignal if USE_SPIN else _LockSignal
-        self.go, self.done = make(), make()   # caller -> worker: a task is set; worker -> caller: it is done
+        self.go, self.done = make(), make()   # caller -> worker: a task is queued; worker -> caller: one is done
         self.wake = threading.Lock()           # a parked worker sleeps on it
         self.wake.acquire()
         self.parked = False
-        self.task = self.error = None
+        self.queue = collections.deque()       # (fn, sl, number); None: stop
+        self.error = None
         self.posted = self.finished = 0
         self.thread = threading.Thread(target=self._loop, name=f"cnnlab-{k}", daemon=True)
         self.thread.start()
@@ -191,43 +195,45 @@ class _Worker:
     def _loop(self):
         while True:
             self.go.acquire()
-            task, self.task = self.task, None
-            if task is None:  # stop()
-                return
-            fn, sl, number = task
-            task = None
-            if fn is _PARK:
+            while self.queue:
+                task = self.queue.popleft()
+                if task is None:  # stop()
+                    return
+                fn, sl, number = task
+                task = None
+                if fn is _PARK:
+                    self.finished = number
+                    self.done.release()
+                    self.wake.acquire()
+                    continue
+                # Set per chunk, while the caller holds its own at one thread, and never put back:
+                # OpenBLAS's "local" setting acts process-wide in some builds, so a worker's setting
+                # made at any other time (or restored per chunk) could race with the caller's.
+                if _blas_local is not None:
+                    _blas_local(1)
+                if self.error is None:
+                    try:
+                        _run(fn, sl)
+                    except BaseException as e:
+                        self.error = e
+                # drop the chunk's closure before signalling: the arrays it holds must look idle
+                # to the workspace pool (im2col.empty) once the caller moves on
+                fn = sl = None
                 self.finished = number
                 self.done.release()
-                self.wake.acquire()
-                continue
-            # Set per chunk, while the caller holds its own at one thread, and never put back:
-            # OpenBLAS's "local" setting acts process-wide in some builds, so a worker's setting
-            # made at any other time (or restored per chunk) could race with the caller's.
-            if _blas_local is not None:
-                _blas_local(1)
-            try:
-                _run(fn, sl)
-            except BaseException as e:
-                self.error = e
-            # drop the chunk's closure before signalling: the arrays it holds must look idle
-            # to the workspace pool (im2col.empty) once the caller moves on
-            fn = sl = None
-            self.finished = number
-            self.done.release()
 
     def submit(self, fn, sl):
         self.posted += 1
-        self.task = (fn, sl, self.posted)
+        self.queue.append((fn, sl, self.posted))
         self.go.release()
         if self.parked:
             self.parked = False
             self.wake.release()
 
     def wait(self):
-        """Block until the last task is done, even through a Ctrl-C (the chunk is still writing
+        """Block until every queued task is done, even through a Ctrl-C (a chunk is still writing
         into shared outputs, and the next one must not find it running); return the interrupt,
-        the chunk's exception, or None."""
+        a chunk's exception, or None."""
         interrupt = None
         while True:
             try:
@@ -250,7 +256,7 @@ class _Worker:
             self.parked = True
 
     def stop(self):
-        self.task = None
+        self.queue.append(None)
         self.go.release()
         if self.parked:
             self.parked = False
@@ -293,7 +299,7 @@ def _pool():
 
 def _forget_pool():
     global _workers, _lock, _busy, _watchdog, _in_use, _background
-    _workers, _lock, _busy = None, threading.Lock(), threading.Lock()
+    _workers, _lock, _busy = None, threading.Lock(), threading.RLock()
     _watchdog, _in_use, _background = None, threading.Event(), None
 
 
@@ -351,6 +357,11 @@ def background(fn, writes=()):
     inline. ``writes``: the arrays ``fn`` writes, which the caller must not read before
     ``join_background`` (see ``pending``). The task holds the pool until then: the caller's next
     threaded call, or the end of ``background_allowed``, waits for it, so keep it short."""
+    with synchronous():  # inside a pipeline: drained first, and the task is not part of it
+        _start_background(fn, writes)
+
+
+def _start_background(fn, writes):
     global _background
     join_background()
     if not can_background() or not _busy.acquire(blocking=False):
@@ -386,6 +397,152 @@ def join_background():
         raise error
 
 
+# Below this much work, a pipelined call (see ``pipeline``) waits for the queued chunks and runs
+# inline: handing a chunk over costs the pool thread a turn at the GIL.
+PIPELINE_MIN_WORK = 1 << 15
+
+
+class _Pipeline:
+    __slots__ = ("n", "bounds", "workers", "queued", "deferred")
+
+    def __init__(self, n, bounds, workers):
+        self.n, self.bounds, self.workers = n, bounds, workers
+        self.queued = False   # chunks may be running or queued on the workers
+        self.deferred = []    # functions to run once they are done (see ``defer``)
+
+
+def _pipe():
+    """The calling thread's open pipeline, or None (also inside a chunk: nested calls run inline)."""
+    if getattr(_local, "inside", False):
+        return None
+    return getattr(_local, "pipe", None)
+
+
+@contextlib.contextmanager
+def pipeline(n):
+    """Within the block, per-sample work over the same ``n`` samples (``parallel_samples``) is
+    cut the same way every time, and each pool thread's chunk is queued without waiting for it:
+    the pool thread goes from one layer's chunk of its samples to the next layer's, and the
+    caller only waits where something needs every sample (``drain``: before any ``parallel_slices``
+    or ``background``, inside ``synchronous``, and at the end of the block). A model opens one
+    around the layers of its forward and backward passes that touch each sample on its own.
+
+    Every pooled handoff used to cost a round trip: the pool thread took its turn at the GIL
+    30-80 us after the caller had started its chunk, and the caller took its own back as late
+    after the pool thread had finished (seed001's step: 12 such regions in 10.5 ms). Results
+    do not change: each sample's work is the same, in the same order.
+    """
+    k = min(num_threads(), n)
+    if _pipe() is not None or getattr(_local, "inside", False) or k <= 1:
+        yield
+        return
+    join_background()
+    if not _busy.acquire(blocking=False):  # another thread's chunks hold the workers
+        yield
+        return
+    p = None
+    try:
+        with _one_blas_thread():
+            p = _local.pipe = _Pipeline(n, [n * i // k for i in range(k + 1)], _pool()[:k - 1])
+            try:
+                yield
+            except BaseException:
+                p.deferred.clear()  # the work failed: what waited on it is moot
+                raise
+            finally:
+                _local.pipe = None  # before draining: deferred work runs as outside the block
+                error = _wait_queued(p)
+            if error is not None:
+                raise error
+            _run_deferred(p)
+    finally:
+        if p is not None:
+            global _last_used
+            _last_used = time.perf_counter()
+            if not _in_use.is_set():
+                _in_use.set()
+        _busy.release()
+
+
+def _wait_queued(p):
+    """Wait for every chunk queued in ``p``; the interrupt or first chunk error, or None."""
+    error = None
+    if p.queued:
+        p.queued = False
+        for w in p.workers:
+            e = w.wait()
+            error = error or e
+    return error
+
+
+def _run_deferred(p):
+    while p.deferred:
+        todo, p.deferred = p.deferred, []
+        for fn in todo:
+            fn()
+
+
+def drain():
+    """Wait for the calling thread's pipelined chunks (see ``pipeline``), then run the work
+    deferred until they were done. A no-op outside a pipeline."""
+    p = _pipe()
+    if p is None:
+        return
+    error = _wait_queued(p)
+    if error is not None:
+        p.deferred.clear()
+        raise error
+    _run_deferred(p)
+
+
+@contextlib.contextmanager
+def synchronous():
+    """Within the block, the calling thread's pipeline (if any) is drained and set aside: per-sample
+    work runs and is waited for as outside one (a layer that reads whole arrays between its calls)."""
+    p = _pipe()
+    if p is None:
+        yield
+        return
+    drain()
+    _local.pipe = None
+    try:
+        yield
+    finally:
+        _local.pipe = p
+
+
+def pipelined(n):
+    """True when per-sample work over ``n`` samples is being pipelined (see ``pipeline``)."""
+    p = _pipe()
+    return p is not None and p.n == n
+
+
+def defer(fn):
+    """Call ``fn()`` once the queued per-sample chunks are done: now outside a pipeline or when
+    none are queued, else at the next ``drain`` (a convolution's weight gradient, a sum over
+    every sample, waits there while its input gradient goes on to the next layer)."""
+    p = _pipe()
+    if p is None or not p.queued:
+        fn()
+    else:
+        p.deferred.append(fn)
+
+
+def parallel_samples(fn, n, work=None, blas=False):
+    """``parallel_slices`` over the samples of a batch, for an ``fn`` whose call on a slice of
+    samples reads and writes only those samples' rows (of arrays complete before the call, or
+    written by earlier per-sample calls). Inside ``pipeline(n)``, the pool threads' chunks are
+    queued and the caller's runs at once (see ``pipeline``)."""
+    p = _pipe()
+    if p is None or n != p.n or (blas and _blas_local is None) or (n if work is None else work) < PIPELINE_MIN_WORK:
+        parallel_slices(fn, n, work, blas)
+        return
+    for i, w in enumerate(p.workers, start=1):
+        w.submit(fn, slice(p.bounds[i], p.bounds[i + 1]))
+    p.queued = True
+    _run(fn, slice(p.bounds[0], p.bounds[1]))
+
+
 def parallel_slices(fn, n, work=None, blas=False):
     """Call ``fn(slice)`` on contiguous chunks covering ``range(n)``, one per thread, and wait.
 
@@ -396,6 +553,14 @@ def parallel_slices(fn, n, work=None, blas=False):
     the BLAS threads itself, so that its threads and ours do not oversubscribe the cores. The first exception raised
     by any chunk is re-raised once every chunk has finished.
     """
+    if _pipe() is not None:  # the calling thread's pipeline is drained and set aside for the call
+        with synchronous():
+            _parallel_slices(fn, n, work, blas)
+        return
+    _parallel_slices(fn, n, work, blas)
+
+
+def _parallel_slices(fn, n, work, blas):
     k = min(num_threads(), n)
     if getattr(_local, "inside", False) or (blas and _blas_local is None):
         fn(slice(0, n))

@@ -563,3 +563,157 @@ def test_background_writes_are_pending_until_joined_and_inner_blocks_do_not_join
         release.set()
         threads.join_background()
         assert not threads.pending(out) and (out == 1).all()
+
+
+# ----- pipelines: per-sample chunks queued on the pool threads --------------------------------
+
+@pytest.fixture
+def pipelining(no_threshold, monkeypatch):
+    monkeypatch.setattr(threads, "PIPELINE_MIN_WORK", 0)
+    threads.set_num_threads(2)
+
+
+def _held_back(gate, log=None, value=1.0, out=None, name=None):
+    """A per-sample fn whose pool-thread chunk waits for ``gate``, then logs and/or writes."""
+    def fn(sl):
+        if sl.start:
+            assert gate.wait(10)
+        if log is not None:
+            log.append((name, sl.start))
+        if out is not None:
+            out[sl] = value
+    return fn
+
+
+def test_pipeline_queues_the_pool_threads_chunks_in_order_and_waits_at_the_end(pipelining):
+    gate, log = threading.Event(), []
+    with threads.pipeline(4):
+        threads.parallel_samples(_held_back(gate, log, name="first"), 4)
+        threads.parallel_samples(_held_back(gate, log, name="second"), 4)
+        assert threads.pipelined(4) and not threads.pipelined(5)
+        assert log == [("first", 0), ("second", 0)]  # the caller went on without the pool thread
+        gate.set()
+    assert log[2:] == [("first", 2), ("second", 2)]
+    assert not threads.pipelined(4)
+
+
+def test_deferred_work_runs_once_the_queued_chunks_are_done(pipelining):
+    gate, out, seen = threading.Event(), np.zeros(4), []
+    with threads.pipeline(4):
+        threads.parallel_samples(_held_back(gate, out=out), 4)
+        threads.defer(lambda: seen.append(out.copy()))
+        assert seen == []
+        gate.set()
+        threads.drain()
+        assert len(seen) == 1 and (seen[0] == 1).all()
+        threads.defer(lambda: seen.append("now"))  # nothing queued: at once
+        assert seen[-1] == "now"
+    threads.defer(lambda: seen.append("outside"))
+    assert seen[-1] == "outside"
+
+
+def test_synchronous_drains_and_sets_the_pipeline_aside(pipelining):
+    gate, out = threading.Event(), np.zeros(4)
+    with threads.pipeline(4):
+        threads.parallel_samples(_held_back(gate, out=out), 4)
+        threading.Timer(0.05, gate.set).start()
+        with threads.synchronous():
+            assert (out == 1).all()
+            assert not threads.pipelined(4)
+            gate2 = threading.Event()
+            threading.Timer(0.05, gate2.set).start()
+            threads.parallel_samples(_held_back(gate2, out=out, value=2.0), 4)
+            assert (out == 2).all()  # waited for, as outside a pipeline
+        assert threads.pipelined(4)
+
+
+def test_other_calls_inside_a_pipeline_wait_for_its_chunks_first(pipelining):
+    gate, out, sums = threading.Event(), np.zeros(4), []
+    with threads.pipeline(4):
+        threads.parallel_samples(_held_back(gate, out=out), 4)
+        threading.Timer(0.05, gate.set).start()
+        threads.parallel_slices(lambda sl: sums.append(out.sum()), 1)  # another kind of call
+        assert sums == [4]
+
+
+def test_per_sample_calls_nested_in_an_inline_call_are_not_queued(pipelining, monkeypatch):
+    # a small per-sample call runs inline in the caller; a big one inside it must be waited for
+    # there, not queued on the pool thread while the outer call reads its output
+    monkeypatch.setattr(threads, "PIPELINE_MIN_WORK", 100)
+    monkeypatch.setattr(threads, "MIN_WORK", 100)
+    out, sums = np.zeros(4), []
+
+    def inner(sl):
+        if sl.start:
+            time.sleep(0.05)
+        out[sl] = 1
+
+    def outer(sl):
+        threads.parallel_samples(inner, 4, work=1000)
+        sums.append(out.sum())
+
+    with threads.pipeline(4):
+        threads.parallel_samples(outer, 4, work=10)
+    assert sums == [4]
+
+
+def test_pool_thread_error_surfaces_at_the_end_and_skips_the_rest_of_its_queue(pipelining):
+    ran, deferred = [], []
+
+    def bad(sl):
+        if sl.start:
+            raise ValueError("chunk failed")
+
+    with pytest.raises(ValueError, match="chunk failed"):
+        with threads.pipeline(4):
+            threads.parallel_samples(bad, 4)
+            threads.parallel_samples(lambda sl: ran.append(sl.start), 4)
+            threads.defer(lambda: deferred.append(1))
+    assert ran == [0] and deferred == []
+    hits = np.zeros(4, dtype=int)
+    with threads.pipeline(4):  # the pool still works
+        threads.parallel_samples(lambda sl: hits.__setitem__(sl, hits[sl] + 1), 4)
+    assert (hits == 1).all()
+
+
+def test_caller_error_in_a_pipeline_still_waits_for_the_queued_chunks(pipelining):
+    finished = []
+
+    def slow(sl):
+        if sl.start:
+            time.sleep(0.05)
+            finished.append(sl.start)
+
+    with pytest.raises(RuntimeError, match="caller failed"):
+        with threads.pipeline(4):
+            threads.parallel_samples(slow, 4)
+            raise RuntimeError("caller failed")
+    assert finished == [2]
+
+
+@pytest.mark.parametrize("n_threads", [2, 3])
+def test_pipelined_training_steps_are_bit_identical_to_one_thread(restore_threads, monkeypatch, n_threads):
+    """A conv/pool stack (pipelined in forward and backward, with deferred weight gradients and
+    background ones) gives the same steps as one thread, every chunk queued however small."""
+    from cnnlab import layers as L
+    from cnnlab.models import Sequential
+    rng = np.random.default_rng(0)
+    x = rng.random((12, 14, 14, 1), dtype=np.float32)
+    y = np.arange(12) % 5
+    results = {}
+    for n in (1, n_threads):
+        threads.set_num_threads(n)
+        monkeypatch.setattr(threads, "PIPELINE_MIN_WORK", 0)
+        model = Sequential([L.Input((14, 14, 1)), L.Conv2D(4, 3, padding="same", activation="relu"),
+                            L.MaxPooling2D(3, strides=2), L.Conv2D(6, 3, padding="same", activation="relu"),
+                            L.AveragePooling2D(2), L.Activation("leaky_relu"), L.Flatten(),
+                            L.Dense(16, activation="relu"), L.Dense(5, activation="softmax")])
+        model.set_weights([np.random.default_rng(i).standard_normal(w.shape).astype(np.float32) * 0.3
+                           for i, w in enumerate(model.get_weights())])
+        model.compile("adam", "sparse_categorical_crossentropy")
+        losses = [model.train_step(x, y)[0] for _ in range(3)]
+        results[n] = losses, model.get_weights(), model.predict(x, batch_size=12)
+    assert results[1][0] == results[n_threads][0]
+    for a, b in zip(results[1][1], results[n_threads][1]):
+        assert np.array_equal(a, b)
+    assert np.array_equal(results[1][2], results[n_threads][2])
