@@ -397,18 +397,42 @@ def join_background():
         raise error
 
 
-# Below this much work, a pipelined call (see ``pipeline``) waits for the queued chunks and runs
-# inline: handing a chunk over costs the pool thread a turn at the GIL.
-PIPELINE_MIN_WORK = 1 << 15
-
-
 class _Pipeline:
-    __slots__ = ("n", "bounds", "workers", "queued", "deferred")
+    __slots__ = ("n", "bounds", "workers", "queued", "deferred", "blas")
 
-    def __init__(self, n, bounds, workers):
-        self.n, self.bounds, self.workers = n, bounds, workers
+    def __init__(self, n):
+        self.n = n
+        self.bounds = self.workers = None  # set once it holds the pool (see _hold)
         self.queued = False   # chunks may be running or queued on the workers
         self.deferred = []    # functions to run once they are done (see ``defer``)
+        self.blas = None      # the caller's BLAS setting, put back at the end
+
+
+def _hold(p):
+    """Take the pool threads for ``p`` on its first queued chunk (a pipeline that never queues
+    one costs nothing); False when another thread's chunks hold them."""
+    if p.workers is not None:
+        return True
+    # re-entrant: with this thread's background task running, chunks queue behind it
+    if not _busy.acquire(blocking=False):
+        return False
+    k = min(num_threads(), p.n)
+    p.bounds, p.workers = [p.n * i // k for i in range(k + 1)], _pool()[:k - 1]
+    # the caller's chunks run on one BLAS thread while the pool threads' may run
+    p.blas = _blas_local(1) if _blas_local is not None else None
+    return True
+
+
+def _let_go(p):
+    global _last_used
+    if p.workers is None:
+        return
+    if p.blas is not None:
+        _blas_local(p.blas)
+    _last_used = time.perf_counter()
+    if not _in_use.is_set():
+        _in_use.set()
+    _busy.release()
 
 
 def _pipe():
@@ -432,36 +456,24 @@ def pipeline(n):
     after the pool thread had finished (seed001's step: 12 such regions in 10.5 ms). Results
     do not change: each sample's work is the same, in the same order.
     """
-    k = min(num_threads(), n)
-    if _pipe() is not None or getattr(_local, "inside", False) or k <= 1:
+    if _pipe() is not None or getattr(_local, "inside", False) or min(num_threads(), n) <= 1:
         yield
         return
-    join_background()
-    if not _busy.acquire(blocking=False):  # another thread's chunks hold the workers
-        yield
-        return
-    p = None
+    p = _local.pipe = _Pipeline(n)
     try:
-        with _one_blas_thread():
-            p = _local.pipe = _Pipeline(n, [n * i // k for i in range(k + 1)], _pool()[:k - 1])
-            try:
-                yield
-            except BaseException:
-                p.deferred.clear()  # the work failed: what waited on it is moot
-                raise
-            finally:
-                _local.pipe = None  # before draining: deferred work runs as outside the block
-                error = _wait_queued(p)
-            if error is not None:
-                raise error
-            _run_deferred(p)
+        try:
+            yield
+        except BaseException:
+            p.deferred.clear()  # the work failed: what waited on it is moot
+            raise
+        finally:
+            _local.pipe = None  # before draining: deferred work runs as outside the block
+            error = _wait_queued(p)
+        if error is not None:
+            raise error
+        _run_deferred(p)
     finally:
-        if p is not None:
-            global _last_used
-            _last_used = time.perf_counter()
-            if not _in_use.is_set():
-                _in_use.set()
-        _busy.release()
+        _let_go(p)
 
 
 def _wait_queued(p):
@@ -532,9 +544,14 @@ def parallel_samples(fn, n, work=None, blas=False):
     """``parallel_slices`` over the samples of a batch, for an ``fn`` whose call on a slice of
     samples reads and writes only those samples' rows (of arrays complete before the call, or
     written by earlier per-sample calls). Inside ``pipeline(n)``, the pool threads' chunks are
-    queued and the caller's runs at once (see ``pipeline``)."""
+    queued and the caller's runs at once (see ``pipeline``); below ``MIN_WORK`` the call waits
+    for them and runs inline, as outside: tiny chunks on two threads mostly wait on each other
+    for the GIL (8x8 digits, predict at batch 64: 1.58 ms queueing from 2^15, 1.29 from
+    ``MIN_WORK``, 1.31 without pipelines; seed001's step 9.7, 9.57, 10.2)."""
     p = _pipe()
-    if p is None or n != p.n or (blas and _blas_local is None) or (n if work is None else work) < PIPELINE_MIN_WORK:
+    work = n if work is None else work
+    if (p is None or n != p.n or (blas and _blas_local is None)
+            or work < MIN_WORK or not _hold(p)):
         parallel_slices(fn, n, work, blas)
         return
     for i, w in enumerate(p.workers, start=1):
@@ -553,11 +570,16 @@ def parallel_slices(fn, n, work=None, blas=False):
     the BLAS threads itself, so that its threads and ours do not oversubscribe the cores. The first exception raised
     by any chunk is re-raised once every chunk has finished.
     """
-    if _pipe() is not None:  # the calling thread's pipeline is drained and set aside for the call
-        with synchronous():
-            _parallel_slices(fn, n, work, blas)
+    p = _pipe()
+    if p is None:
+        _parallel_slices(fn, n, work, blas)
         return
-    _parallel_slices(fn, n, work, blas)
+    drain()  # then set aside for the call: per-sample calls inside it must not queue
+    _local.pipe = None
+    try:
+        _parallel_slices(fn, n, work, blas)
+    finally:
+        _local.pipe = p
 
 
 def _parallel_slices(fn, n, work, blas):
