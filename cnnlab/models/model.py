@@ -334,9 +334,13 @@ class Model:
         # updates the other parameters (threads.background); it is done when the block ends
         with threads.background_allowed():
             try:
-                out = self.forward(xs, training=True)[0]
-                value, dout, fused = self._loss_and_grad(out, y)
-                self.backward([dout], from_logits=fused)
+                # one pipeline from the first layer to the last: the pool threads it holds for the
+                # forward pass are still its own for the backward's first weight gradients
+                with threads.pipeline(len(xs[0])):
+                    out = self.forward(xs, training=True)[0]
+                    with threads.synchronous():
+                        value, dout, fused = self._loss_and_grad(out, y)
+                    self.backward([dout], from_logits=fused)
             finally:
                 for l in trained:  # never one a background task writes: that one was written
                     l.zero_stale_grads()

@@ -357,6 +357,12 @@ def background(fn, writes=()):
     inline. ``writes``: the arrays ``fn`` writes, which the caller must not read before
     ``join_background`` (see ``pending``). The task holds the pool until then: the caller's next
     threaded call, or the end of ``background_allowed``, waits for it, so keep it short."""
+    p = _pipe() or _aside()
+    if p is not None and p.workers is not None and not p.queued and can_background():
+        # a pipeline between its runs of per-sample work: the caller runs the task while it waits
+        # for the pool threads' chunks of the next run, or a pool thread takes it at the end
+        p.idle.append((fn, writes))
+        return
     with synchronous():  # inside a pipeline: drained first, and the task is not part of it
         _start_background(fn, writes)
 
@@ -398,7 +404,7 @@ def join_background():
 
 
 class _Pipeline:
-    __slots__ = ("n", "bounds", "workers", "queued", "deferred", "blas")
+    __slots__ = ("n", "bounds", "workers", "queued", "deferred", "blas", "idle")
 
     def __init__(self, n):
         self.n = n
@@ -406,6 +412,7 @@ class _Pipeline:
         self.queued = False   # chunks may be running or queued on the workers
         self.deferred = []    # functions to run once they are done (see ``defer``)
         self.blas = None      # the caller's BLAS setting, put back at the end
+        self.idle = []        # (fn, writes): background tasks for the caller's next wait
 
 
 def _hold(p):
@@ -442,6 +449,11 @@ def _pipe():
     return getattr(_local, "pipe", None)
 
 
+def _aside():
+    """The calling thread's pipeline while ``synchronous`` sets it aside, or None."""
+    return None if getattr(_local, "inside", False) else getattr(_local, "aside", None)
+
+
 @contextlib.contextmanager
 def pipeline(n):
     """Within the block, per-sample work over the same ``n`` samples (``parallel_samples``) is
@@ -465,6 +477,7 @@ def pipeline(n):
             yield
         except BaseException:
             p.deferred.clear()  # the work failed: what waited on it is moot
+            p.idle.clear()
             raise
         finally:
             _local.pipe = None  # before draining: deferred work runs as outside the block
@@ -472,15 +485,25 @@ def pipeline(n):
         if error is not None:
             raise error
         _run_deferred(p)
+        idle, p.idle = p.idle, []
+        for fn, writes in idle:  # no chunks came to wait for: background tasks after all
+            _start_background(fn, writes)
     finally:
         _let_go(p)
 
 
 def _wait_queued(p):
-    """Wait for every chunk queued in ``p``; the interrupt or first chunk error, or None."""
+    """Run ``p``'s idle tasks, then wait for every chunk queued in ``p``; the interrupt or first
+    error, or None."""
     error = None
     if p.queued:
         p.queued = False
+        idle, p.idle = p.idle, []
+        try:
+            for fn, _ in idle:
+                fn()
+        except BaseException as e:  # still wait: the chunks are writing into shared outputs
+            error = e
         for w in p.workers:
             e = w.wait()
             error = error or e
@@ -516,11 +539,11 @@ def synchronous():
         yield
         return
     drain()
-    _local.pipe = None
+    _local.pipe, _local.aside = None, p
     try:
         yield
     finally:
-        _local.pipe = p
+        _local.pipe, _local.aside = p, None
 
 
 def pipelined(n):
@@ -575,11 +598,11 @@ def parallel_slices(fn, n, work=None, blas=False):
         _parallel_slices(fn, n, work, blas)
         return
     drain()  # then set aside for the call: per-sample calls inside it must not queue
-    _local.pipe = None
+    _local.pipe, _local.aside = None, p
     try:
         _parallel_slices(fn, n, work, blas)
     finally:
-        _local.pipe = p
+        _local.pipe, _local.aside = p, None
 
 
 def _parallel_slices(fn, n, work, blas):

@@ -728,3 +728,24 @@ def test_pipelined_training_steps_are_bit_identical(restore_threads, monkeypatch
     # one thread runs no GEMM in parts: its weight gradients may differ in the last bits
     np.testing.assert_allclose(lp, l1, rtol=1e-6)
     np.testing.assert_array_equal(pp.argmax(1), p1.argmax(1))
+
+
+def test_background_task_between_runs_is_done_by_the_caller_while_it_waits(pipelining, monkeypatch):
+    # a weight gradient handed over after one run of per-sample work (a dense layer's, between the
+    # forward's and the backward's convolutions) waits for the next run: the caller does it while
+    # the pool thread finishes its chunks, instead of holding up the pool thread's share
+    monkeypatch.setattr(threads, "can_background", lambda: True)
+    gate, out, ran_on = threading.Event(), np.zeros(4), []
+    with threads.pipeline(4):
+        threads.parallel_samples(lambda sl: None, 4)  # a first run: the pipeline holds the pool
+        threads.drain()
+        threads.background(lambda: ran_on.append(threading.current_thread()))
+        assert ran_on == []
+        threads.parallel_samples(_held_back(gate, out=out), 4)
+        threading.Timer(0.05, gate.set).start()
+        threads.drain()
+        assert ran_on == [threading.current_thread()] and (out == 1).all()
+        threads.background(lambda: ran_on.append(threading.current_thread()))
+    threads.join_background()
+    # no run came after it: a pool thread took it at the end
+    assert len(ran_on) == 2 and ran_on[1] is not threading.current_thread()
