@@ -169,9 +169,12 @@ def _dx_transposed(dy, W2d, c, dy_pads):
     per = max(1, DX_BLOCK_BYTES // (in_h * in_w * K * dy.dtype.itemsize))  # samples per block
 
     def dx_slice(sl):
-        cols = empty((min(per, sl.stop - sl.start), in_h, in_w, kh, kw, F), dy.dtype)  # (per, H, W, kh, kw, F)
-        for s0 in range(sl.start, sl.stop, per):
-            blk = slice(s0, min(s0 + per, sl.stop))
+        # blocks of equal size: a last block of a sample or two ran its GEMM at a tenth of the speed
+        n_blocks = -(-(sl.stop - sl.start) // per)
+        size = -(-(sl.stop - sl.start) // n_blocks)
+        cols = empty((size, in_h, in_w, kh, kw, F), dy.dtype)              # (size, H, W, kh, kw, F)
+        for s0 in range(sl.start, sl.stop, size):
+            blk = slice(s0, min(s0 + size, sl.stop))
             n = blk.stop - blk.start
             cb = im2col(dyp[blk], kh, kw, in_h, in_w, (1, 1), c.dilation, out=cols[:n])
             gemm(cb.reshape(n * in_h * in_w, K), Wf, dx[blk].reshape(-1, C))      # (n*H*W, C)
