@@ -91,9 +91,12 @@ def _split(fn, a):
 
 
 def _chunked(a):
-    """Whether an elementwise pass over ``a`` goes through ``_split`` (else it runs inline)."""
-    return (a.dtype.kind == "f" and a.flags.c_contiguous
-            and (a.size >= threads.MIN_WORK or (a.ndim > 1 and threads.pipelined(a.shape[0]))))
+    """Whether an elementwise pass over ``a`` goes through ``_split``; else it runs inline, once a
+    pipeline's queued chunks (which may be writing ``a``) are done."""
+    if a.dtype.kind == "f" and a.flags.c_contiguous and a.size >= threads.MIN_WORK:
+        return True
+    threads.drain()
+    return False
 
 
 def _piecewise_forward(x, name, alpha):

@@ -536,20 +536,22 @@ def drain():
     _run_deferred(p)
 
 
-@contextlib.contextmanager
-def synchronous():
+class synchronous:
     """Within the block, the calling thread's pipeline (if any) is drained and set aside: per-sample
-    work runs and is waited for as outside one (a layer that reads whole arrays between its calls)."""
-    p = _pipe()
-    if p is None:
-        yield
-        return
-    drain()
-    _local.pipe, _local.aside = None, p
-    try:
-        yield
-    finally:
-        _local.pipe, _local.aside = p, None
+    work runs and is waited for as outside one (a layer that reads whole arrays between its calls).
+    A class, not a generator: a model enters one per layer that is not per-sample."""
+
+    __slots__ = ("p",)
+
+    def __enter__(self):
+        self.p = p = _pipe()
+        if p is not None:
+            drain()
+            _local.pipe, _local.aside = None, p
+
+    def __exit__(self, *exc):
+        if self.p is not None:
+            _local.pipe, _local.aside = self.p, None
 
 
 def pipelined(n):
