@@ -55,7 +55,7 @@ class Layer:
     multi_input = False
     # True where forward and backward touch each sample on its own, every pass over the data
     # inside threads.parallel_samples or after a threads.drain: a model then pipelines a run of
-    # such layers over its threads (threads.pipeline), and drains the pipeline before any other.
+    # such layers over its threads (threads.pipeline), and runs any other layer synchronous.
     per_sample = False
 
     def __init__(self, name=None, trainable=True, input_shape=None, batch_input_shape=None,

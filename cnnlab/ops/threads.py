@@ -362,11 +362,13 @@ def background(fn, writes=()):
     """Run ``fn()`` on a pool thread while the caller goes on, if ``can_background()``; else
     inline. ``writes``: the arrays ``fn`` writes, which the caller must not read before
     ``join_background`` (see ``pending``). The task holds the pool until then: the caller's next
-    threaded call, or the end of ``background_allowed``, waits for it, so keep it short."""
+    threaded call, or the end of ``background_allowed``, waits for it, so keep it short.
+
+    Between two runs of a pipeline's per-sample work, the caller does the task itself while it
+    waits for the pool threads' chunks of the next run (or a pool thread takes it at the
+    pipeline's end, if no run comes): handed over at once, it held up the pool thread's share."""
     p = _pipe() or _aside()
     if p is not None and p.workers is not None and not p.queued and can_background():
-        # a pipeline between its runs of per-sample work: the caller runs the task while it waits
-        # for the pool threads' chunks of the next run, or a pool thread takes it at the end
         p.idle.append((fn, writes))
         return
     with synchronous():  # inside a pipeline: drained first, and the task is not part of it
