@@ -749,3 +749,51 @@ def test_background_task_between_runs_is_done_by_the_caller_while_it_waits(pipel
     threads.join_background()
     # no run came after it: a pool thread took it at the end
     assert len(ran_on) == 2 and ran_on[1] is not threading.current_thread()
+
+
+def _residual_bn_model():
+    from cnnlab import layers as L
+    from cnnlab.models import Model
+    x = L.Input((28, 28, 1))
+    h = L.MaxPooling2D(3, strides=2)(L.Conv2D(12, 3, padding="same")(x))
+    h = L.ReLU()(L.BatchNormalization()(L.Conv2D(16, 3, padding="same")(h)))
+    h = L.Add()([h, L.Conv2D(16, 3, padding="same", activation="relu")(h)])
+    y = L.Dense(10, activation="softmax")(L.Flatten()(L.MaxPooling2D(3, strides=2)(h)))
+    return Model(x, y)
+
+
+def _seed001_like_model():
+    from cnnlab import layers as L
+    from cnnlab.models import Sequential
+    return Sequential([L.Input((28, 28, 1)), L.Conv2D(12, 3, padding="same"), L.MaxPooling2D(3, strides=2),
+                       L.Conv2D(16, 3, padding="same"), L.MaxPooling2D(3, strides=2), L.Flatten(),
+                       L.Dense(256, activation="relu"), L.Dense(10, activation="softmax")])
+
+
+@pytest.mark.parametrize("make", [_seed001_like_model, _residual_bn_model])
+def test_training_with_pipelines_at_the_default_threshold_equals_one_thread(restore_threads, make):
+    """At the usual thresholds (chunks queued only from MIN_WORK), two threads with pipelines
+    train such models exactly as one thread does: every per-sample call cuts the batch, every
+    weight gradient sums the same parts."""
+    rng = np.random.default_rng(0)
+    x = rng.random((64, 28, 28, 1), dtype=np.float32)
+    y = np.arange(64) % 10
+    results, queued = {}, []
+    real_submit = threads._Worker.submit
+    for n in (1, 2):
+        threads.set_num_threads(n)
+        model = make()
+        model.set_weights([np.random.default_rng(i).standard_normal(w.shape).astype(np.float32) * 0.2
+                           for i, w in enumerate(model.get_weights())])
+        model.compile("adam", "sparse_categorical_crossentropy")
+        try:
+            threads._Worker.submit = lambda w, fn, sl: (
+                queued.append(getattr(threads._local, "pipe", None) is not None), real_submit(w, fn, sl))
+            losses = [model.train_step(x, y)[0] for _ in range(2)]
+        finally:
+            threads._Worker.submit = real_submit
+        results[n] = losses, model.get_weights()
+    assert any(queued)  # the pipeline did queue chunks
+    assert results[1][0] == results[2][0]
+    for a, b in zip(results[1][1], results[2][1]):
+        assert np.array_equal(a, b)
