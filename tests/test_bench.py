@@ -20,3 +20,12 @@ def test_step_bench_prints_a_row_per_model():
     # cnnlab ms, torch ms, ratio, torch NCHW ms, ratio (the printed times are rounded: no cross-check)
     assert all(float(v) > 0 for v in row[1:6])
     assert lines[-1].startswith("geometric mean ratio")
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="forks, with POSIX spinlocks in shared memory")
+def test_process_probe_agrees_with_the_threaded_step():
+    out = subprocess.run([sys.executable, os.path.join(ROOT, "bench", "processes.py"), "--reps", "3",
+                          "--batch", "8"], capture_output=True, text=True, timeout=300, check=True).stdout
+    lines = out.strip().splitlines()
+    assert lines[1].startswith("two threads:") and lines[2].startswith("two processes:")
+    assert float(lines[3].split("largest difference ")[1].split()[0]) <= 1e-3
