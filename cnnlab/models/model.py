@@ -322,10 +322,29 @@ class Model:
     def regularization_loss(self):
         return sum(l.regularization_loss() for l in self._layers)
 
+    _processes = 1       # see use_processes
+    _process_group = None
+
+    def use_processes(self, n=2):
+        """Train on ``n`` processes: 2 splits each training step's batch between this process and
+        a forked child, one thread each (see ``cnnlab.training.processes``); 1 goes back to
+        threads. Raises ValueError for a model that cannot (batch normalization, dropout)."""
+        if n not in (1, 2):
+            raise ValueError(f"use_processes: n must be 1 or 2, received {n!r}")
+        if n == 2:
+            from ..training.processes import check_model
+            check_model(self)
+        elif self._process_group is not None:
+            self._process_group.close()
+            self._process_group = None
+        self._processes = n
+
     def train_step(self, x, y):
         """One optimizer step on a batch; returns (loss, predictions)."""
         xs = self._prepare_inputs(x)
         y = self._check_labels(y, len(xs[0]))
+        if self._processes > 1 and len(xs[0]) > 1:
+            return self._process_step(xs[0], y)
         self._collect_params()  # honour `layer.trainable` changed after the model was made
         trained = [l for l in self._layers if l.trainable and l.params]
         for l in trained:  # instead of zeroing: backward's first contribution overwrites
@@ -352,6 +371,16 @@ class Model:
                         l.add_regularization_grads()
             self.optimizer.apply(self._params, self._grads)
         return float(value), out
+
+    def _process_step(self, x, y):
+        from ..training.processes import ProcessGroup
+        self._collect_params()
+        group = self._process_group
+        if group is None or group.closed or len(x) > group.capacity:
+            if group is not None:
+                group.close()
+            self._process_group = group = ProcessGroup(self, len(x))
+        return group.step(x, y)
 
     def train_on_batch(self, x, y, return_dict=False):
         self._require_compiled("train_on_batch")

@@ -333,6 +333,19 @@ def _one_blas_thread():
             _blas_local(old)
 
 
+@contextlib.contextmanager
+def single_thread():
+    """Within the block, the calling thread runs every threaded call inline and its BLAS on one
+    thread: another process has the other cores (``cnnlab.training.processes``)."""
+    old = getattr(_local, "inside", False)
+    _local.inside = True
+    try:
+        with _one_blas_thread():
+            yield
+    finally:
+        _local.inside = old
+
+
 _background = None  # (pool thread, the thread that handed it the task, ids of the arrays it writes)
 
 

@@ -1,0 +1,254 @@
+"""A training step split over processes: data parallelism for the cores that threads use badly.
+
+Threads share one GIL. On a small model such as seed001 much of a step is NumPy calls too short
+to release it for long, so a second thread gains little (README, "Speed"). A second process has
+a GIL of its own. ``ProcessGroup(model)`` moves the model's weights into shared memory and forks
+a child process holding a copy of the model. Each training step then:
+
+- hands the child the second half of the batch, through shared memory;
+- runs forward and backward on the first half in this process, on one thread;
+- adds the child's gradients (shared memory again) to its own, each half's loss gradient
+  weighted by its share of the batch, so that the sum is the whole batch's mean gradient;
+- runs the optimizer here; the child sees the new weights through the shared memory.
+
+The gradients are the same sums as one process computes, in another order: results agree to
+float32 rounding, and with two processes they do not depend on anything but the data. Only
+models without batch normalization or dropout qualify (their halves would need shared batch
+statistics and masks); ``check_model`` names the layer that does not.
+
+Control goes through a pipe each way: a step's header to the child, "done" or an error's text
+back. The child ignores Ctrl-C (the parent waits for its half, then raises), and ends when the
+parent closes the pipe or dies.
+"""
+import os
+import signal
+import struct
+import traceback
+import weakref
+
+import numpy as np
+
+from ..backend import floatx
+from ..ops import threads
+
+_TO_CHILD = struct.Struct("<qqq16s")    # samples for the child, whole batch, label columns (-1: 1-D), label dtype
+_FROM_CHILD = struct.Struct("<cdq")     # b"D" or b"E", the child's loss, the length of an error's text
+
+
+def check_model(model):
+    """Raise ValueError unless ``model`` can train over processes (see the module's docstring)."""
+    from ..layers import BatchNormalization, Dropout
+    if len(model.inputs) != 1 or len(model.outputs) != 1:
+        raise ValueError(f"model {model.name!r}: training over processes takes one input and one output, "
+                         f"received {len(model.inputs)} and {len(model.outputs)}")
+    for layer in model.layers:
+        if isinstance(layer, (BatchNormalization, Dropout)):
+            raise ValueError(f"model {model.name!r}: layer {layer.name!r} ({type(layer).__name__}) cannot train over "
+                             f"processes: each half of the batch would draw its own "
+                             f"{'batch statistics' if isinstance(layer, BatchNormalization) else 'dropout masks'}")
+
+
+def _read_exact(fd, n):
+    chunks = []
+    while n:
+        b = os.read(fd, n)
+        if not b:
+            raise EOFError
+        chunks.append(b)
+        n -= len(b)
+    return b"".join(chunks)
+
+
+def _write_all(fd, data):
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+class ProcessGroup:
+    """The model's training step over this process and a forked child; ``capacity``: the largest
+    batch it takes. Use ``step(x, y)`` in place of ``model.train_step``, then ``close()``."""
+
+    def __init__(self, model, capacity):
+        check_model(model)
+        if not model.compiled:
+            raise RuntimeError(f"model {model.name!r} must be compiled before it trains over processes")
+        self.model, self.capacity = model, int(capacity)
+        layers = [l for l in model.layers if l.params]
+        self._keys = [(l, k) for l in layers for k in l.params]
+        sizes = [l.params[k].size for l, k in self._keys]
+        n_params = sum(sizes)
+        sample = int(np.prod(model.input_shape[1:]))
+        out_sample = int(np.prod(model.output_shape[1:]))
+        half = self.capacity - self.capacity // 2
+        itemsize = np.dtype(floatx).itemsize
+        parts = [("params", n_params * itemsize), ("grads", n_params * itemsize), ("x", half * sample * itemsize),
+                 ("y", half * max(8, out_sample * 8)), ("out", half * out_sample * itemsize)]
+        import mmap
+        self._mem = mmap.mmap(-1, sum(size for _, size in parts))
+        at, self._at = 0, {}
+        for name, size in parts:
+            self._at[name] = at
+            at += size
+        self._params = np.frombuffer(self._mem, floatx, n_params, self._at["params"])
+        self._grads = np.frombuffer(self._mem, floatx, n_params, self._at["grads"])
+        self._x = np.frombuffer(self._mem, floatx, half * sample, self._at["x"]).reshape((half,) + model.input_shape[1:])
+        self._out = np.frombuffer(self._mem, floatx, half * out_sample,
+                                  self._at["out"]).reshape((half,) + model.output_shape[1:])
+        self._slices, off = [], 0
+        for (layer, k), n in zip(self._keys, sizes):
+            shared = self._params[off:off + n].reshape(layer.params[k].shape)
+            shared[...] = layer.params[k]
+            layer.params[k] = shared  # the weights now live where the child reads them
+            self._slices.append(slice(off, off + n))
+            off += n
+        model._collect_params()
+        to_child, self._to_child = os.pipe()
+        self._from_child, from_parent = os.pipe()
+        self._pid = os.fork()
+        if self._pid == 0:  # the child: never returns
+            os.close(self._to_child)
+            os.close(self._from_child)
+            self._serve(to_child, from_parent)
+        os.close(to_child)
+        os.close(from_parent)
+        self._closed = False
+        self._finalizer = weakref.finalize(self, ProcessGroup._end, self._to_child, self._from_child, self._pid)
+
+    # ----- the child ------------------------------------------------------
+    def _serve(self, rfd, wfd):
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides what an interrupt ends
+        code = 0
+        try:
+            threads.set_num_threads(1)
+            with threads.single_thread():
+                self._serve_steps(rfd, wfd)
+        except BaseException:
+            code = 1
+        finally:
+            os._exit(code)
+
+    def _serve_steps(self, rfd, wfd):
+        while True:
+            try:
+                n, total, ycols, ydt = _TO_CHILD.unpack(_read_exact(rfd, _TO_CHILD.size))
+            except EOFError:  # the parent closed the pipe, or died
+                return
+            try:
+                ydt = np.dtype(ydt.rstrip(b"\0").decode())
+                shape = (n,) if ycols < 0 else (n, ycols)
+                y = np.frombuffer(self._mem, ydt, int(np.prod(shape)), self._at["y"]).reshape(shape)
+                loss, out = _half(self.model, self._x[:n], y, n / total)
+                for (layer, k), sl in zip(self._keys, self._slices):
+                    self._grads[sl] = layer.grads[k].reshape(-1)
+                self._out[:n] = out
+                _write_all(wfd, _FROM_CHILD.pack(b"D", loss, 0))
+            except Exception:
+                text = traceback.format_exc().encode()
+                _write_all(wfd, _FROM_CHILD.pack(b"E", 0.0, len(text)) + text)
+
+    # ----- the parent -----------------------------------------------------
+    def step(self, xs, y):
+        """One optimizer step on the prepared inputs ``xs`` (float32, the model's input shape) and
+        checked labels ``y``; returns ``(loss, predictions)`` as ``Model.train_step`` does."""
+        if self._closed:
+            raise RuntimeError("this ProcessGroup is closed")
+        model = self.model
+        total = len(xs)
+        n0 = total // 2
+        n1 = total - n0
+        if n1 > len(self._x):
+            raise ValueError(f"ProcessGroup: a batch of {total} is more than the {self.capacity} it was made for")
+        y = np.asarray(y)
+        self._x[:n1] = xs[n0:]
+        ys = np.ascontiguousarray(y[n0:])
+        np.frombuffer(self._mem, np.uint8, ys.nbytes, self._at["y"])[...] = ys.view(np.uint8).reshape(-1)
+        header = _TO_CHILD.pack(n1, total, -1 if ys.ndim == 1 else ys.shape[1], ys.dtype.str.encode())
+        _write_all(self._to_child, header)
+        interrupt = None
+        try:
+            with threads.single_thread():  # the other core is the child's
+                loss0, out0 = _half(model, xs[:n0], y[:n0], n0 / total, trained_only=True)
+        except BaseException as e:  # the child is still writing its half: collect it first
+            interrupt = e
+        status, loss1, length, text = self._collect()
+        if interrupt is not None:
+            raise interrupt
+        if status != b"D":
+            raise RuntimeError(f"model {model.name!r}: the training process for samples {n0}-{total - 1} of the "
+                               f"batch failed:\n{text}")
+        for (layer, k), sl in zip(self._keys, self._slices):
+            if k in layer.grads and layer.trainable:
+                g = layer.grads[k]
+                g += self._grads[sl].reshape(g.shape)
+        value = loss0 + loss1
+        if any(l.regularizers for l in model.layers):
+            for layer in model.layers:
+                if layer.regularizers:
+                    value += layer.regularization_loss()
+                    layer.add_regularization_grads()
+        model.optimizer.apply(model._params, model._grads)
+        return float(value), np.concatenate([out0, self._out[:n1]])
+
+    def _collect(self):
+        """The child's answer, waited for through Ctrl-C: ``(status, loss, length, error text)``."""
+        interrupted = None
+        while True:
+            try:
+                try:
+                    status, loss, length = _FROM_CHILD.unpack(_read_exact(self._from_child, _FROM_CHILD.size))
+                    text = _read_exact(self._from_child, length).decode(errors="replace") if length else ""
+                except EOFError:
+                    self.close()
+                    raise RuntimeError(f"model {self.model.name!r}: its training process ended during a step "
+                                       f"(killed, or out of memory?)") from None
+                break
+            except KeyboardInterrupt as e:
+                interrupted = interrupted or e
+        if interrupted is not None:
+            raise interrupted
+        return status, loss, length, text
+
+    @property
+    def closed(self):
+        return self._closed
+
+    def close(self):
+        """End the child and move the weights back into this process's own memory."""
+        if self._closed:
+            return
+        self._closed = True
+        for layer, k in self._keys:
+            layer.params[k] = layer.params[k].copy()
+        self.model._collect_params()
+        self._finalizer()
+
+    @staticmethod
+    def _end(to_child, from_child, pid):
+        for fd in (to_child, from_child):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        try:
+            os.waitpid(pid, 0)
+        except ChildProcessError:
+            pass
+
+
+def _half(model, xs, y, share, trained_only=False):
+    """Forward and backward over part of a batch, its gradients weighted by ``share`` of it;
+    returns ``(loss * share, predictions)``."""
+    layers = [l for l in model.layers if l.params and (l.trainable or not trained_only)]
+    for layer in layers:
+        layer.mark_grads_stale()
+    with threads.background_allowed():
+        try:
+            out = model.forward([xs], training=True)[0]
+            value, dout, fused = model._loss_and_grad(out, y)
+            dout *= dout.dtype.type(share)
+            model.backward([dout], from_logits=fused)
+        finally:
+            for layer in layers:
+                layer.zero_stale_grads()
+    return float(value) * share, out

@@ -1,0 +1,157 @@
+"""Training over two processes (cnnlab.training.processes): the same steps as one process, to
+float32 rounding; errors, a dead child and Ctrl-C surface in the parent; the weights go back."""
+import os
+import signal
+import sys
+
+import numpy as np
+import pytest
+
+from cnnlab import layers as L
+from cnnlab.models import Sequential
+
+pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="forks a child process")
+
+
+def _model(extra=()):
+    model = Sequential([L.Input((12, 12, 1)), L.Conv2D(4, 3, padding="same", activation="relu"),
+                        L.MaxPooling2D(3, strides=2), *extra, L.Flatten(), L.Dense(10, activation="softmax")])
+    model.set_weights([np.random.default_rng(i).standard_normal(w.shape).astype(np.float32) * 0.3
+                       for i, w in enumerate(model.get_weights())])
+    model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
+    return model
+
+
+def _data(n=24):
+    rng = np.random.default_rng(0)
+    return rng.random((n, 12, 12, 1), dtype=np.float32), np.arange(n) % 10
+
+
+@pytest.fixture
+def split():
+    models = []
+
+    def make(**kw):
+        model = _model(**kw)
+        model.use_processes(2)
+        models.append(model)
+        return model
+
+    yield make
+    for model in models:
+        model.use_processes(1)
+
+
+@pytest.mark.parametrize("n", [24, 25])
+def test_steps_match_one_process(split, n):
+    x, y = _data(n)
+    one, two = _model(), split()
+    for _ in range(3):
+        l1, out1 = one.train_step(x, y)
+        l2, out2 = two.train_step(x, y)
+        assert l2 == pytest.approx(l1, rel=1e-5)
+        np.testing.assert_allclose(out2, out1, rtol=1e-4, atol=1e-6)
+    for a, b in zip(one.get_weights(), two.get_weights()):
+        np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-6)
+    assert two._process_group is not None  # it did split
+
+
+def test_fit_with_a_smaller_last_batch_and_weights_set_between_steps(split):
+    x, y = _data(50)
+    one, two = _model(), split()
+    h1 = one.fit(x, y, batch_size=16, epochs=2, verbose=0, seed=3)
+    h2 = two.fit(x, y, batch_size=16, epochs=2, verbose=0, seed=3)
+    np.testing.assert_allclose(h2.history["loss"], h1.history["loss"], rtol=1e-5)
+    weights = [w * 0.5 for w in one.get_weights()]
+    one.set_weights(weights)
+    two.set_weights(weights)  # written into the shared memory the child reads
+    assert two.train_step(x[:16], y[:16])[0] == pytest.approx(one.train_step(x[:16], y[:16])[0], rel=1e-5)
+
+
+def test_larger_batch_makes_a_new_group(split):
+    two = split()
+    x, y = _data(40)
+    two.train_step(x[:10], y[:10])
+    first = two._process_group
+    two.train_step(x, y)
+    assert two._process_group is not first and two._process_group.capacity == 40
+
+
+def test_models_that_cannot_split_say_which_layer():
+    with pytest.raises(ValueError, match="'bn'.*BatchNormalization.*batch statistics"):
+        _model([L.BatchNormalization(name="bn")]).use_processes(2)
+    with pytest.raises(ValueError, match="'drop'.*Dropout.*dropout masks"):
+        _model([L.Dropout(0.5, name="drop")]).use_processes(2)
+    with pytest.raises(ValueError, match="1 or 2"):
+        _model().use_processes(3)
+
+
+def test_an_error_in_the_child_is_raised_in_the_parent(split, monkeypatch):
+    two = split()
+    x, y = _data()
+    two.train_step(x, y)
+    group = two._process_group
+    parent = os.getpid()
+    dense = two.layers[-1]
+    real = type(dense).forward
+
+    def forward(self, z, training=False):
+        if os.getpid() != parent:
+            raise ArithmeticError("broken in the child")
+        return real(self, z, training)
+
+    group.close()  # a new child, forked with the broken layer
+    two._process_group = None
+    monkeypatch.setattr(type(dense), "forward", forward)
+    with pytest.raises(RuntimeError, match=r"(?s)samples 12-23.*ArithmeticError: broken in the child"):
+        two.train_step(x, y)
+    monkeypatch.setattr(type(dense), "forward", real)
+
+
+def test_a_dead_child_is_an_error_not_a_hang(split):
+    two = split()
+    x, y = _data()
+    two.train_step(x, y)
+    group = two._process_group
+    os.kill(group._pid, signal.SIGKILL)
+    with pytest.raises(RuntimeError, match="ended during a step"):
+        two.train_step(x, y)
+    # its weights are this process's own again, and training goes on in a new group
+    assert group.closed and np.isfinite(two.train_step(x, y)[0])
+    assert two._process_group is not group
+
+
+def test_back_to_threads_keeps_the_weights():
+    x, y = _data()
+    two = _model()
+    two.use_processes(2)
+    two.train_step(x, y)
+    before = two.get_weights()
+    shared = [l.params["kernel"] for l in two.layers if l.params]
+    two.use_processes(1)
+    assert two._process_group is None
+    for layer, old in zip([l for l in two.layers if l.params], shared):
+        assert layer.params["kernel"] is not old  # out of the shared memory
+    for a, b in zip(before, two.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    assert np.isfinite(two.train_step(x, y)[0])
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="signals a running step")
+def test_ctrl_c_in_the_parent_waits_for_the_child_then_raises(split, monkeypatch):
+    two = split()
+    x, y = _data()
+    two.train_step(x, y)
+    from cnnlab.training import processes
+    real = processes._half
+
+    def interrupted(model, xs, ys, share, trained_only=False):
+        if trained_only:  # the parent's half
+            raise KeyboardInterrupt
+        return real(model, xs, ys, share, trained_only)
+
+    monkeypatch.setattr(processes, "_half", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        two.train_step(x, y)
+    monkeypatch.setattr(processes, "_half", real)
+    assert np.isfinite(two.train_step(x, y)[0])  # the child answered: the pipes are in step
