@@ -166,7 +166,7 @@ def peak_step_memory(framework, name, batch, threads):
     return float(out.strip().splitlines()[-1])
 
 
-def _make_steps(name, batch, threads):
+def _make_steps(name, batch, threads, processes=1):
     import torch
     from cnnlab.ops import threads as cnnlab_threads
     torch.set_num_threads(threads)
@@ -182,6 +182,11 @@ def _make_steps(name, batch, threads):
     yt = torch.from_numpy(y)
     spec = MODELS[name]
     model = build_cnnlab(spec)
+    if processes > 1:
+        try:
+            model.use_processes(processes)
+        except ValueError as e:  # batch normalization or dropout: threads, as without the option
+            print(f"# {name}: {e}; on {threads} threads instead", flush=True)
 
     def torch_step(xt):
         tmodel, topt = build_torch(spec)
@@ -207,6 +212,9 @@ def main(argv=None):
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--batch", type=int, default=128)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--processes", type=int, default=1, choices=(1, 2),
+                   help="2: cnnlab splits each step over two processes, one thread each "
+                        "(Model.use_processes); PyTorch keeps its threads")
     p.add_argument("--_memory", choices=["cnnlab", "torch"], help=argparse.SUPPRESS)
     args = p.parse_args(argv)
 
@@ -223,6 +231,7 @@ def main(argv=None):
     from cnnlab.ops import gemm
     print(f"numpy {np.__version__}, cnnlab GEMM {gemm.backend()}, torch {torch.__version__}, batch {args.batch}, "
           f"threads {args.threads}, "
+          f"{'cnnlab over 2 processes of 1 thread (peak memory as on threads), ' if args.processes > 1 else ''}"
           f"medians of >= {args.reps} steps each, alternating in blocks of {BLOCK}, "
           f"malloc {'pinned to its heap up to 64 MiB' if PINNED_MALLOC else 'as the platform has it'}")
     header = f"{'model':10} {'cnnlab ms':>10} {'torch ms':>10} {'ratio':>7} {'NCHW ms':>9} {'ratio':>7} " \
@@ -230,7 +239,7 @@ def main(argv=None):
     print(header)
     rows = []
     for name in args.models.split(","):
-        steps = _make_steps(name, args.batch, args.threads)
+        steps = _make_steps(name, args.batch, args.threads, args.processes)
         for _ in range(args.warmup):
             for step in steps:
                 step()
