@@ -168,6 +168,7 @@ def cmd_train(args):
     model.compile(optimizer=opt, loss=loss, metrics=metrics)
     model._prepare_inputs(ds.x_train[:1].astype(np.float32))  # builds a config file's lazy stack
     _check_fits(model, ds)
+    _use_processes(model, args.processes)
 
     run_dir = args.out or _default_run_dir(model_name, data)
     os.makedirs(run_dir, exist_ok=True)
@@ -196,13 +197,21 @@ def cmd_train(args):
     return _finish_train(args, model, ds, run_dir, history, time.perf_counter() - start, model_name)
 
 
+def _use_processes(model, n):
+    if n != 1:
+        try:
+            model.use_processes(n)
+        except ValueError as e:
+            raise UsageError(f"--processes {n}: {e}") from None
+
+
 def _train_resume(args):
     from .training import resume
     if args.model or args.config or args.data or args.batch_size is not None or args.optimizer \
             or args.lr is not None or args.seed is not None \
             or args.augment is not None or args.out or args.validation_split is not None:
-        raise UsageError("--resume continues a run with its own settings; only --epochs, --verbose and "
-                         "--json may be given with it")
+        raise UsageError("--resume continues a run with its own settings; only --epochs, --verbose, "
+                         "--processes and --json may be given with it")
     run_dir = args.resume
     config = read_run_config_or_fail(run_dir)
     ds = _load_data(config.get("data") or "digits")
@@ -210,7 +219,8 @@ def _train_resume(args):
     x = _preprocess(ds.x_train, config.get("preprocessing"))
     start = time.perf_counter()
     try:
-        model, history = resume(run_dir, x, ds.y_train, epochs=epochs, verbose=args.verbose)
+        model, history = resume(run_dir, x, ds.y_train, epochs=epochs, verbose=args.verbose,
+                                processes=args.processes)
     except KeyboardInterrupt:
         return _interrupted(run_dir)
     name = config.get("model") or (config.get("model_config") or {}).get("config", {}).get("name", "model")
@@ -382,6 +392,9 @@ def build_parser():
     t.add_argument("--verbose", type=int, choices=(0, 1, 2), default=1)
     t.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its latest good checkpoint")
     t.add_argument("--json", action="store_true", help="print a JSON summary as the last line")
+    t.add_argument("--processes", type=int, choices=(1, 2), default=1,
+                   help="2: split each training step over two processes of one thread each, for small "
+                        "models on two cores (not with batch normalization or dropout); 1: threads")
     t.set_defaults(func=cmd_train)
 
     e = sub.add_parser("evaluate", help="test loss, accuracy, per-class report and confusion matrix",

@@ -379,3 +379,23 @@ def test_same_seed_same_weights(tmp_path):
         weights.append(load_model(d).get_weights())
     assert all(np.array_equal(a, b) for a, b in zip(weights[0], weights[1]))
     assert not all(np.array_equal(a, b) for a, b in zip(weights[0], weights[2]))
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="the second process is forked")
+def test_train_over_two_processes_and_resume_so(tmp_path):
+    p = tmp_path / "tiny.toml"
+    p.write_text(TOML)
+    d = str(tmp_path / "run")
+    status, out, err = run(["train", "--config", str(p), "--out", d, "--verbose", "0", "--json", "--processes", "2"])
+    assert status == 0, err
+    assert last_json(out)["test_accuracy"] > 0.5
+    status, out, err = run(["train", "--resume", d, "--epochs", "2", "--verbose", "0", "--json", "--processes", "2"])
+    assert status == 0, err
+    assert last_json(out)["epochs"] == 2
+
+
+def test_train_over_processes_refuses_a_model_with_dropout_naming_it(tmp_path):
+    status, _, err = run(["train", "--epochs", "1", "--out", str(tmp_path / "run"), "--verbose", "0",
+                          "--processes", "2"])
+    assert status == 2
+    assert "--processes 2" in err and "Dropout" in err and "dropout masks" in err
