@@ -38,6 +38,8 @@ _FROM_CHILD = struct.Struct("<cdq")     # b"D" or b"E", the child's loss, the le
 def check_model(model):
     """Raise ValueError unless ``model`` can train over processes (see the module's docstring)."""
     from ..layers import BatchNormalization, Dropout
+    if not hasattr(os, "fork"):
+        raise ValueError("training over processes forks a child process: this platform has no os.fork")
     if len(model.inputs) != 1 or len(model.outputs) != 1:
         raise ValueError(f"model {model.name!r}: training over processes takes one input and one output, "
                          f"received {len(model.inputs)} and {len(model.outputs)}")

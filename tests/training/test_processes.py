@@ -10,7 +10,7 @@ import pytest
 from cnnlab import layers as L
 from cnnlab.models import Sequential
 
-pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="forks a child process")
+needs_fork = pytest.mark.skipif(not hasattr(os, "fork"), reason="forks a child process")
 
 
 def _model(extra=()):
@@ -42,6 +42,7 @@ def split():
         model.use_processes(1)
 
 
+@needs_fork
 @pytest.mark.parametrize("n", [24, 25])
 def test_steps_match_one_process(split, n):
     x, y = _data(n)
@@ -56,6 +57,7 @@ def test_steps_match_one_process(split, n):
     assert two._process_group is not None  # it did split
 
 
+@needs_fork
 def test_fit_with_a_smaller_last_batch_and_weights_set_between_steps(split):
     x, y = _data(50)
     one, two = _model(), split()
@@ -68,6 +70,7 @@ def test_fit_with_a_smaller_last_batch_and_weights_set_between_steps(split):
     assert two.train_step(x[:16], y[:16])[0] == pytest.approx(one.train_step(x[:16], y[:16])[0], rel=1e-5)
 
 
+@needs_fork
 def test_larger_batch_makes_a_new_group(split):
     two = split()
     x, y = _data(40)
@@ -77,6 +80,7 @@ def test_larger_batch_makes_a_new_group(split):
     assert two._process_group is not first and two._process_group.capacity == 40
 
 
+@needs_fork
 def test_models_that_cannot_split_say_which_layer():
     with pytest.raises(ValueError, match="'bn'.*BatchNormalization.*batch statistics"):
         _model([L.BatchNormalization(name="bn")]).use_processes(2)
@@ -86,6 +90,7 @@ def test_models_that_cannot_split_say_which_layer():
         _model().use_processes(3)
 
 
+@needs_fork
 def test_an_error_in_the_child_is_raised_in_the_parent(split, monkeypatch):
     two = split()
     x, y = _data()
@@ -108,6 +113,7 @@ def test_an_error_in_the_child_is_raised_in_the_parent(split, monkeypatch):
     monkeypatch.setattr(type(dense), "forward", real)
 
 
+@needs_fork
 def test_a_dead_child_is_an_error_not_a_hang(split):
     two = split()
     x, y = _data()
@@ -121,6 +127,7 @@ def test_a_dead_child_is_an_error_not_a_hang(split):
     assert two._process_group is not group
 
 
+@needs_fork
 def test_back_to_threads_keeps_the_weights():
     x, y = _data()
     two = _model()
@@ -137,6 +144,7 @@ def test_back_to_threads_keeps_the_weights():
     assert np.isfinite(two.train_step(x, y)[0])
 
 
+@needs_fork
 @pytest.mark.skipif(sys.platform != "linux", reason="signals a running step")
 def test_ctrl_c_in_the_parent_waits_for_the_child_then_raises(split, monkeypatch):
     two = split()
@@ -155,3 +163,9 @@ def test_ctrl_c_in_the_parent_waits_for_the_child_then_raises(split, monkeypatch
         two.train_step(x, y)
     monkeypatch.setattr(processes, "_half", real)
     assert np.isfinite(two.train_step(x, y)[0])  # the child answered: the pipes are in step
+
+
+def test_a_platform_without_fork_is_told_so(monkeypatch):
+    monkeypatch.delattr(os, "fork")
+    with pytest.raises(ValueError, match="no os.fork"):
+        _model().use_processes(2)
