@@ -20,6 +20,7 @@ Control goes through a pipe each way: a step's header to the child, "done" or an
 back. The child ignores Ctrl-C (the parent waits for its half, then raises), and ends when the
 parent closes the pipe or dies.
 """
+import mmap
 import os
 import signal
 import struct
@@ -86,8 +87,7 @@ class ProcessGroup:
         itemsize = np.dtype(floatx).itemsize
         parts = [("params", n_params * itemsize), ("grads", n_params * itemsize), ("x", half * sample * itemsize),
                  ("y", half * max(8, out_sample * 8)), ("out", half * out_sample * itemsize)]
-        import mmap
-        self._mem = mmap.mmap(-1, sum(size for _, size in parts))
+        self._mem = mmap.mmap(-1, sum(size for _, size in parts))  # anonymous: shared with the forked child
         at, self._at = 0, {}
         for name, size in parts:
             self._at[name] = at
