@@ -24,6 +24,7 @@ import mmap
 import os
 import signal
 import struct
+import time
 import traceback
 import weakref
 
@@ -32,8 +33,10 @@ import numpy as np
 from ..backend import floatx
 from ..ops import threads
 
+_OPEN = weakref.WeakSet()               # this process's groups with a child: a new child closes their pipes
 _TO_CHILD = struct.Struct("<qqq16s")    # samples for the child, whole batch, label columns (-1: 1-D), label dtype
 _FROM_CHILD = struct.Struct("<cdq")     # b"D" or b"E", the child's loss, the length of an error's text
+END_WAIT_S = 5.0                        # close(): how long the child may take to end before it is killed
 
 
 def check_model(model):
@@ -109,13 +112,22 @@ class ProcessGroup:
         self._from_child, from_parent = os.pipe()
         self._pid = os.fork()
         if self._pid == 0:  # the child: never returns
-            os.close(self._to_child)
-            os.close(self._from_child)
+            # holding another group's pipe open, it would keep that group's child from ever
+            # seeing the end of its input, and that group's close() waiting for it
+            for fd in [self._to_child, self._from_child] + [f for g in list(_OPEN) for f in g._fds()]:
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
             self._serve(to_child, from_parent)
         os.close(to_child)
         os.close(from_parent)
         self._closed = False
         self._finalizer = weakref.finalize(self, ProcessGroup._end, self._to_child, self._from_child, self._pid)
+        _OPEN.add(self)
+
+    def _fds(self):
+        return () if self._closed else (self._to_child, self._from_child)
 
     # ----- the child ------------------------------------------------------
     def _serve(self, rfd, wfd):
@@ -166,7 +178,10 @@ class ProcessGroup:
         ys = np.ascontiguousarray(y[n0:])
         np.frombuffer(self._mem, np.uint8, ys.nbytes, self._at["y"])[...] = ys.view(np.uint8).reshape(-1)
         header = _TO_CHILD.pack(n1, total, -1 if ys.ndim == 1 else ys.shape[1], ys.dtype.str.encode())
-        _write_all(self._to_child, header)
+        try:
+            _write_all(self._to_child, header)
+        except BrokenPipeError:
+            self._child_ended()
         interrupt = None
         try:
             with threads.single_thread():  # the other core is the child's
@@ -201,15 +216,18 @@ class ProcessGroup:
                     status, loss, length = _FROM_CHILD.unpack(_read_exact(self._from_child, _FROM_CHILD.size))
                     text = _read_exact(self._from_child, length).decode(errors="replace") if length else ""
                 except EOFError:
-                    self.close()
-                    raise RuntimeError(f"model {self.model.name!r}: its training process ended during a step "
-                                       f"(killed, or out of memory?)") from None
+                    self._child_ended()
                 break
             except KeyboardInterrupt as e:
                 interrupted = interrupted or e
         if interrupted is not None:
             raise interrupted
         return status, loss, length, text
+
+    def _child_ended(self):
+        self.close()
+        raise RuntimeError(f"model {self.model.name!r}: its training process ended during a step "
+                           f"(killed, or out of memory?)") from None
 
     @property
     def closed(self):
@@ -220,6 +238,7 @@ class ProcessGroup:
         if self._closed:
             return
         self._closed = True
+        _OPEN.discard(self)
         for layer, k in self._keys:
             layer.params[k] = layer.params[k].copy()
         self.model._collect_params()
@@ -227,13 +246,21 @@ class ProcessGroup:
 
     @staticmethod
     def _end(to_child, from_child, pid):
+        """Close the pipes, then reap the child: it ends on reading their end, or is killed after
+        a few seconds (something else holding a copy of the pipe must not hang the caller)."""
         for fd in (to_child, from_child):
             try:
                 os.close(fd)
             except OSError:
                 pass
+        deadline = time.monotonic() + END_WAIT_S
         try:
-            os.waitpid(pid, 0)
+            while os.waitpid(pid, os.WNOHANG) == (0, 0):
+                if time.monotonic() > deadline:
+                    os.kill(pid, signal.SIGKILL)
+                    os.waitpid(pid, 0)
+                    return
+                time.sleep(0.001)
         except ChildProcessError:
             pass
 

@@ -114,14 +114,29 @@ def test_an_error_in_the_child_is_raised_in_the_parent(split, monkeypatch):
 
 
 @needs_fork
-def test_a_dead_child_is_an_error_not_a_hang(split):
-    two = split()
+@pytest.mark.parametrize("when", ["between steps", "during a step"])
+def test_a_dead_child_is_an_error_not_a_hang(split, monkeypatch, when):
+    from cnnlab.training import processes
     x, y = _data()
-    two.train_step(x, y)
-    group = two._process_group
-    os.kill(group._pid, signal.SIGKILL)
+    if when == "during a step":  # the child, forked with this, kills itself in its half
+        real = processes._half
+
+        def dying(model, xs, ys, share, trained_only=False):
+            if not trained_only:
+                os.kill(os.getpid(), signal.SIGKILL)
+            return real(model, xs, ys, share, trained_only)
+
+        monkeypatch.setattr(processes, "_half", dying)
+    two = split()
+    if when == "between steps":
+        two.train_step(x, y)
+        group = two._process_group
+        os.kill(group._pid, signal.SIGKILL)
+        os.waitpid(group._pid, 0)  # gone for sure: the next step's header meets a closed pipe
     with pytest.raises(RuntimeError, match="ended during a step"):
         two.train_step(x, y)
+    group = two._process_group
+    monkeypatch.undo()
     # its weights are this process's own again, and training goes on in a new group
     assert group.closed and np.isfinite(two.train_step(x, y)[0])
     assert two._process_group is not group
@@ -169,3 +184,22 @@ def test_a_platform_without_fork_is_told_so(monkeypatch):
     monkeypatch.delattr(os, "fork")
     with pytest.raises(ValueError, match="no os.fork"):
         _model().use_processes(2)
+
+
+@needs_fork
+def test_groups_of_several_models_end_each_other_cleanly():
+    # each child closes the other groups' pipes: closing one group must not wait on another's child
+    import time
+    x, y = _data()
+    models = [_model() for _ in range(3)]
+    for m in models:
+        m.use_processes(2)
+        m.train_step(x, y)
+    pids = [m._process_group._pid for m in models]
+    t0 = time.monotonic()
+    for m in models:  # in the order they were made: the earliest child must end at once
+        m.use_processes(1)
+    assert time.monotonic() - t0 < 2.0
+    for pid in pids:
+        with pytest.raises(ChildProcessError):
+            os.waitpid(pid, os.WNOHANG)  # reaped
