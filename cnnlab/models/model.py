@@ -346,31 +346,44 @@ class Model:
         if self._processes > 1 and len(xs[0]) > 1:
             return self._process_step(xs[0], y)
         self._collect_params()  # honour `layer.trainable` changed after the model was made
-        trained = [l for l in self._layers if l.trainable and l.params]
-        for l in trained:  # instead of zeroing: backward's first contribution overwrites
-            l.mark_grads_stale()
         # a weight gradient may still be computed in the background while the optimizer
         # updates the other parameters (threads.background); it is done when the block ends
         with threads.background_allowed():
-            try:
-                # one pipeline from the first layer to the last: the pool threads it holds for the
-                # forward pass are still its own for the backward's first weight gradients
-                with threads.pipeline(len(xs[0])):
-                    out = self.forward(xs, training=True)[0]
-                    with threads.synchronous():
-                        value, dout, fused = self._loss_and_grad(out, y)
-                    self.backward([dout], from_logits=fused)
-            finally:
-                for l in trained:  # never one a background task writes: that one was written
-                    l.zero_stale_grads()
-            if any(l.regularizers for l in self._layers):
-                threads.join_background()
-                for l in self._layers:
-                    if l.regularizers:
-                        value += l.regularization_loss()
-                        l.add_regularization_grads()
+            value, out = self._gradients(xs, y, [l for l in self._layers if l.trainable and l.params])
+            value = self._regularize(value)
             self.optimizer.apply(self._params, self._grads)
         return float(value), out
+
+    def _gradients(self, xs, y, layers, share=None):
+        """Forward and backward on a batch: ``(loss, predictions)``, with ``layers``' gradients
+        replaced. ``share``: this batch's fraction of a larger one, whose mean gradient the
+        gradients are then a part of (``cnnlab.training.processes``)."""
+        for l in layers:  # instead of zeroing: backward's first contribution overwrites
+            l.mark_grads_stale()
+        try:
+            # one pipeline from the first layer to the last: the pool threads it holds for the
+            # forward pass are still its own for the backward's first weight gradients
+            with threads.pipeline(len(xs[0])):
+                out = self.forward(xs, training=True)[0]
+                with threads.synchronous():
+                    value, dout, fused = self._loss_and_grad(out, y)
+                if share is not None:
+                    dout *= dout.dtype.type(share)
+                self.backward([dout], from_logits=fused)
+        finally:
+            for l in layers:  # never one a background task writes: that one was written
+                l.zero_stale_grads()
+        return value, out
+
+    def _regularize(self, value):
+        """``value`` plus the regularization losses, whose gradients are added to the layers'."""
+        if any(l.regularizers for l in self._layers):
+            threads.join_background()
+            for l in self._layers:
+                if l.regularizers:
+                    value += l.regularization_loss()
+                    l.add_regularization_grads()
+        return value
 
     def _process_step(self, x, y):
         from ..training.processes import ProcessGroup

@@ -198,12 +198,7 @@ class ProcessGroup:
             if k in layer.grads and layer.trainable:
                 g = layer.grads[k]
                 g += self._grads[sl].reshape(g.shape)
-        value = loss0 + loss1
-        if any(l.regularizers for l in model.layers):
-            for layer in model.layers:
-                if layer.regularizers:
-                    value += layer.regularization_loss()
-                    layer.add_regularization_grads()
+        value = model._regularize(loss0 + loss1)
         model.optimizer.apply(model._params, model._grads)
         return float(value), np.concatenate([out0, self._out[:n1]])
 
@@ -269,15 +264,6 @@ def _half(model, xs, y, share, trained_only=False):
     """Forward and backward over part of a batch, its gradients weighted by ``share`` of it;
     returns ``(loss * share, predictions)``."""
     layers = [l for l in model.layers if l.params and (l.trainable or not trained_only)]
-    for layer in layers:
-        layer.mark_grads_stale()
     with threads.background_allowed():
-        try:
-            out = model.forward([xs], training=True)[0]
-            value, dout, fused = model._loss_and_grad(out, y)
-            dout *= dout.dtype.type(share)
-            model.backward([dout], from_logits=fused)
-        finally:
-            for layer in layers:
-                layer.zero_stale_grads()
+        value, out = model._gradients([xs], y, layers, share)
     return float(value) * share, out
