@@ -166,13 +166,12 @@ class Model:
             for t in self._nodes:
                 layer = t.layer
                 with self._sync_unless_per_sample(layer):
-                    y = self._forward_node(t, values, deferred, training)
-                if y is not None:
-                    values[id(t)] = y
+                    values[id(t)] = self._forward_node(t, values, deferred, training)
         return [values[id(o)] for o in self.outputs]
 
     def _forward_node(self, t, values, deferred, training):
-        """Run node ``t``'s layer; its output, or None when its ReLU was deferred (then stored)."""
+        """Run node ``t``'s layer; its output (before its ReLU, when that moves after the pooling:
+        then ``t`` joins ``deferred``)."""
         layer = t.layer
         ins = [values[id(u)] for u in t.inbound]
         x = ins if layer.multi_input else ins[0]
@@ -188,9 +187,8 @@ class Model:
         else:
             y = layer.forward(x, training=training)
         if defer:
-            values[id(t)] = y
             deferred.add(id(t))
-            return None
+            return y
         if t.inbound and id(t.inbound[0]) in deferred:
             y, self._pool_relu[id(t)] = act_ops.forward(y, "relu")
         return y

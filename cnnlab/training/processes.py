@@ -97,7 +97,8 @@ class ProcessGroup:
             at += size
         self._params = np.frombuffer(self._mem, floatx, n_params, self._at["params"])
         self._grads = np.frombuffer(self._mem, floatx, n_params, self._at["grads"])
-        self._x = np.frombuffer(self._mem, floatx, half * sample, self._at["x"]).reshape((half,) + model.input_shape[1:])
+        self._x = np.frombuffer(self._mem, floatx, half * sample,
+                                self._at["x"]).reshape((half,) + model.input_shape[1:])
         self._out = np.frombuffer(self._mem, floatx, half * out_sample,
                                   self._at["out"]).reshape((half,) + model.output_shape[1:])
         self._slices, off = [], 0
@@ -114,7 +115,8 @@ class ProcessGroup:
         if self._pid == 0:  # the child: never returns
             # holding another group's pipe open, it would keep that group's child from ever
             # seeing the end of its input, and that group's close() waiting for it
-            for fd in [self._to_child, self._from_child] + [f for g in list(_OPEN) for f in g._fds()]:
+            others = [fd for g in list(_OPEN) for fd in (g._to_child, g._from_child)]
+            for fd in [self._to_child, self._from_child] + others:
                 try:
                     os.close(fd)
                 except OSError:
@@ -125,9 +127,6 @@ class ProcessGroup:
         self._closed = False
         self._finalizer = weakref.finalize(self, ProcessGroup._end, self._to_child, self._from_child, self._pid)
         _OPEN.add(self)
-
-    def _fds(self):
-        return () if self._closed else (self._to_child, self._from_child)
 
     # ----- the child ------------------------------------------------------
     def _serve(self, rfd, wfd):
@@ -188,7 +187,7 @@ class ProcessGroup:
                 loss0, out0 = _half(model, xs[:n0], y[:n0], n0 / total, trained_only=True)
         except BaseException as e:  # the child is still writing its half: collect it first
             interrupt = e
-        status, loss1, length, text = self._collect()
+        status, loss1, text = self._collect()
         if interrupt is not None:
             raise interrupt
         if status != b"D":
@@ -203,7 +202,7 @@ class ProcessGroup:
         return float(value), np.concatenate([out0, self._out[:n1]])
 
     def _collect(self):
-        """The child's answer, waited for through Ctrl-C: ``(status, loss, length, error text)``."""
+        """The child's answer, waited for through Ctrl-C: ``(status, loss, error text)``."""
         interrupted = None
         while True:
             try:
@@ -217,7 +216,7 @@ class ProcessGroup:
                 interrupted = interrupted or e
         if interrupted is not None:
             raise interrupted
-        return status, loss, length, text
+        return status, loss, text
 
     def _child_ended(self):
         self.close()
