@@ -78,7 +78,7 @@ class Conv2D(KernelBiasMixin, ActivationMixin, Layer):
             outs = {k: self.grad_out(k) for k in self.params}  # here: which buffers are overwritten
 
             def dW_task():
-                _, dW, db = conv_ops.backward(dz, c, need_dx=False)
+                dW, db = conv_ops.weight_grads(dz, c)
                 for k, v in (("kernel", dW), ("bias", db)):
                     if v is not None:
                         self.write_grad(k, v, outs[k])
