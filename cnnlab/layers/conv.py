@@ -70,26 +70,35 @@ class Conv2D(KernelBiasMixin, ActivationMixin, Layer):
     # layer's update waiting for it.
     BACKGROUND_DW_MACS = (1 << 22, 1 << 24)
 
+    # Set by a model for the length of one backward when the layer below is a pooling whose
+    # backward runs on the caller alone (threads.beside): the weight gradient then goes to the
+    # pool thread beside it.
+    _dW_beside = False
+
     def backward_from_logits(self, dz):
         c = self._cache
         macs = dz.size * c.cols2d.shape[1]
         if (not self.need_dx and self.BACKGROUND_DW_MACS[0] <= macs < self.BACKGROUND_DW_MACS[1]
                 and threads.can_background()):
-            outs = {k: self.grad_out(k) for k in self.params}  # here: which buffers are overwritten
-
-            def dW_task():
-                dW, db = conv_ops.weight_grads(dz, c)
-                for k, v in (("kernel", dW), ("bias", db)):
-                    if v is not None:
-                        self.write_grad(k, v, outs[k])
-
-            threads.background(dW_task, writes=[self.grads[k] for k in self.params])
+            threads.background(self._weight_grad_task(dz), writes=[self.grads[k] for k in self.params])
             return None
         dx = conv_ops.input_grad(dz, c) if self.need_dx else None
         # the weight gradient sums over every sample: inside a pipeline it waits for them while
-        # dx goes on to the layer below (threads.defer)
-        threads.defer(lambda: self._accumulate_grads(*conv_ops.weight_grads(dz, c)))
+        # dx goes on to the layer below (threads.defer), or runs on the pool thread beside it
+        (threads.beside if self._dW_beside else threads.defer)(self._weight_grad_task(dz))
         return dx
+
+    def _weight_grad_task(self, dz):
+        """A function that computes the weight gradients and writes or adds them to ``grads``.
+        Which buffers it overwrites is settled here, on the caller's thread."""
+        c, outs = self._cache, {k: self.grad_out(k) for k in self.params}
+
+        def task():
+            dW, db = conv_ops.weight_grads(dz, c)
+            for k, v in (("kernel", dW), ("bias", db)):
+                if v is not None:
+                    self.write_grad(k, v, outs[k])
+        return task
 
     def get_config(self):
         padding = self.padding if isinstance(self.padding, (str, int)) else [list(p) if isinstance(p, tuple) else p

@@ -35,6 +35,11 @@ class _Pooling2D(Layer):
     def backward(self, dy):
         return pool_ops.backward(dy, self._cache)
 
+    @property
+    def scatters(self):
+        """True when the next backward scatter-adds (``pool2d.scatters``)."""
+        return getattr(self, "_cache", None) is not None and pool_ops.scatters(self._cache)
+
     def get_config(self):
         return {**super().get_config(), "pool_size": list(self.pool_size), "strides": list(self.strides),
                 "padding": self.padding}

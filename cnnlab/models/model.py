@@ -41,6 +41,14 @@ class Model:
     # steps, same-process A/B: seed002 -1.1%, seed000 -1.9%. A convolution that needs dx would
     # have to bring dy back to NHWC first, so it does not.
     phase_pooling = True
+    # A Conv2D's weight gradient of at most this many multiply-adds, above a max pooling whose
+    # backward scatter-adds (windows that overlap, as seed001's 3x3 stride 2), is computed on the
+    # pool thread beside that pooling's backward, which the caller then runs whole
+    # (threads.beside). The scatter holds the GIL and its other passes are short: split over two
+    # threads, seed001's first pooling's backward took as long as on one (1.05 ms). seed001's
+    # step: -2.2%, -2.5% and -4.0% in three same-process A/Bs. A longer product would keep the
+    # pool thread from the layers below.
+    beside_dW_max_macs = 1 << 26
 
     def __init__(self, inputs=None, outputs=None, name=None):
         self.name = name or unique_name("functional")
@@ -233,10 +241,17 @@ class Model:
                 with self._sync_unless_per_sample(layer):
                     if id(t) in self._pool_relu:
                         dy = act_ops.backward(dy, self._pool_relu[id(t)])
-                    if from_logits and t is self.outputs[0]:
-                        dx = layer.backward_from_logits(dy)
-                    else:
-                        dx = layer.backward(dy)
+                    beside = self._dW_beside(t)
+                    if beside:
+                        layer._dW_beside = True
+                    try:
+                        if from_logits and t is self.outputs[0]:
+                            dx = layer.backward_from_logits(dy)
+                        else:
+                            dx = layer.backward(dy)
+                    finally:
+                        if beside:
+                            del layer._dW_beside
                 if dx is None:
                     continue
                 for u, d in zip(t.inbound, dx if layer.multi_input else [dx]):
@@ -246,6 +261,19 @@ class Model:
                     else:
                         grads[id(u)] = d
         return [grads.get(id(t)) for t in self.inputs]
+
+    def _dW_beside(self, t):
+        """True when node ``t`` is a Conv2D that needs dx, below it a max pooling whose backward
+        scatters (``pool2d.scatters``) and whose weight gradient is at most
+        ``beside_dW_max_macs``: that gradient then goes to the pool thread while the caller runs
+        the pooling's backward whole (``threads.beside``)."""
+        layer = t.layer
+        if type(layer) is not Conv2D or not layer.need_dx or layer._cache is None or len(t.inbound) != 1:
+            return False
+        pool = t.inbound[0].layer
+        macs = layer._cache.cols2d.size * layer.filters
+        return (isinstance(pool, MaxPooling2D) and pool.scatters and macs <= self.beside_dW_max_macs
+                and not self._hooked(layer, pool))
 
     def __call__(self, x, training=False):
         return self.forward(self._prepare_inputs(x), training=training)[0]

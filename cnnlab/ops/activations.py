@@ -95,7 +95,7 @@ def _chunked(a):
     pipeline's queued chunks (which may be writing ``a``) are done."""
     if a.dtype.kind == "f" and a.flags.c_contiguous and a.size >= threads.MIN_WORK:
         return True
-    threads.drain()
+    threads.settle()
     return False
 
 

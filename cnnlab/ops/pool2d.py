@@ -123,6 +123,15 @@ def forward(x, pool_size=(2, 2), strides=None, padding="valid", mode="max", wher
     return y, c
 
 
+def scatters(cache):
+    """True when backward on ``cache`` scatter-adds with ``add.at`` (max over windows that overlap
+    or leave pixels out). Its passes are short and ``add.at`` holds the GIL, so a second thread
+    gains it nothing: inside a pipeline it runs whole on the caller when a task is queued on
+    the pool thread beside it (``threads.beside``), as a model arranges for the weight gradient
+    of the convolution above."""
+    return cache.beats_w is not None
+
+
 def backward(dy, cache):
     """dx (N, H, W, C) from dy (N, out_h, out_w, C), in the layout of the forward's ``x``."""
     if cache.mode == "phase":
@@ -321,9 +330,9 @@ def _separable_max_backward(dy, c):
         dxs.fill(0)
         xp.add.at(dxs.reshape(-1), ids.reshape(-1), dy[sl].reshape(-1))
 
-    # add.at holds the GIL, so only the passes before it split well: threads pay off for big
-    # outputs only (one thread vs two: 0.56 vs 0.83 ms over 128x13x13x16, 2.8 vs 1.8 ms over
-    # 128x28x28x12; seed001's step -2.8%)
+    # add.at holds the GIL and the passes before it are short, so threads gain nothing (one
+    # thread vs two, every call split: 0.30 vs 0.49 ms over 128x13x13x16, 1.06 vs 1.05 ms over
+    # 128x28x28x12; the second is split from MIN_WORK, the first not); see ``scatters``
     parallel_samples(backward_slice, N, dy.size * 2)
     return dxp
 

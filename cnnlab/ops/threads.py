@@ -254,6 +254,19 @@ class _Worker:
         error, self.error = self.error, None
         return interrupt or error
 
+    def wait_for(self, number):
+        """Block until task ``number`` and those before it are done (as ``wait``, through a
+        Ctrl-C); the interrupt, or None. A chunk's error stays for ``wait`` to collect."""
+        interrupt = None
+        while True:
+            try:
+                while self.finished < number:
+                    self.done.acquire()
+                break
+            except BaseException as e:
+                interrupt = interrupt or e
+        return interrupt
+
     def park(self):
         """Put an idle spinning worker to sleep (the caller holds ``_busy``)."""
         if not self.parked:
@@ -425,7 +438,7 @@ def join_background():
 
 
 class _Pipeline:
-    __slots__ = ("n", "bounds", "workers", "queued", "deferred", "blas", "idle")
+    __slots__ = ("n", "bounds", "workers", "queued", "deferred", "blas", "idle", "beside")
 
     def __init__(self, n):
         self.n = n
@@ -434,6 +447,7 @@ class _Pipeline:
         self.deferred = []    # functions to run once they are done (see ``defer``)
         self.blas = None      # the caller's BLAS setting, put back at the end
         self.idle = []        # (fn, writes): background tasks for the caller's next wait
+        self.beside = None    # (worker, mark, last): tasks queued there after its chunk mark, up to last
 
 
 def _hold(p):
@@ -519,6 +533,7 @@ def _wait_queued(p):
     error = None
     if p.queued:
         p.queued = False
+        p.beside = None
         idle, p.idle = p.idle, []
         try:
             for fn, _ in idle:
@@ -549,6 +564,15 @@ def drain():
         p.deferred.clear()
         raise error
     _run_deferred(p)
+
+
+def settle():
+    """Wait for the calling thread's queued per-sample chunks: as ``drain``, except that tasks
+    handed over by ``beside`` go on running (and work deferred stays deferred) meanwhile."""
+    p = _pipe()
+    if p is not None and p.beside is not None and _beside_busy(p):
+        return
+    drain()
 
 
 class synchronous:
@@ -586,6 +610,44 @@ def defer(fn):
         p.deferred.append(fn)
 
 
+def beside(fn):
+    """Queue ``fn()`` on the pool thread behind its chunks, inside a pipeline of two threads whose
+    chunks are queued; elsewhere ``defer(fn)``. The background tasks waiting for the caller's next
+    wait (``background``) go there after it.
+
+    Until those tasks are done, per-sample calls run whole on the caller, once the pool thread's
+    chunks before them are (their outputs are the next layer's inputs): a model hands over a
+    convolution's weight gradient, one long GEMM that releases the GIL, where the caller has a
+    scatter below it that a second thread gains nothing on (``pool2d.scatters``).
+
+    ``fn`` may read what the chunks queued so far write; with more pool threads, the others'
+    chunks might still be writing it, so there it is deferred.
+    """
+    p = _pipe()
+    if p is None or not p.queued or len(p.workers) != 1:
+        defer(fn)
+        return
+    w = p.workers[0]
+    mark = w.posted if p.beside is None else p.beside[1]
+    for task in [fn] + [task for task, _ in p.idle]:
+        w.submit(lambda sl, task=task: task(), None)
+    p.idle = []
+    p.beside = (w, mark, w.posted)
+
+
+def _beside_busy(p):
+    """True while ``p``'s pool thread runs tasks handed over by ``beside``; then waits for the
+    chunks queued there before them."""
+    w, mark, last = p.beside
+    if w.finished >= last:
+        p.beside = None
+        return False
+    interrupt = w.wait_for(mark)
+    if interrupt is not None:
+        raise interrupt
+    return True
+
+
 def parallel_samples(fn, n, work=None, blas=False):
     """``parallel_slices`` over the samples of a batch, for an ``fn`` whose call on a slice of
     samples reads and writes only those samples' rows (of arrays complete before the call, or
@@ -593,9 +655,15 @@ def parallel_samples(fn, n, work=None, blas=False):
     queued and the caller's runs at once (see ``pipeline``); below ``MIN_WORK`` the call waits
     for them and runs inline, as outside: tiny chunks on two threads mostly wait on each other
     for the GIL (8x8 digits, predict at batch 64: 1.58 ms queueing from 2^15, 1.29 from
-    ``MIN_WORK``, 1.31 without pipelines; seed001's step 9.7, 9.57, 10.2)."""
+    ``MIN_WORK``, 1.31 without pipelines; seed001's step 9.7, 9.57, 10.2). While the pool thread
+    runs a ``beside`` task, the caller runs the whole call itself."""
     p = _pipe()
     work = n if work is None else work
+    if (p is not None and p.beside is not None and n == p.n and not (blas and _blas_local is None)
+            and _beside_busy(p)):
+        with _one_blas_thread() if blas else contextlib.nullcontext():
+            _run(fn, slice(0, n))
+        return
     if (p is None or n != p.n or (blas and _blas_local is None)
             or work < MIN_WORK or not _hold(p)):
         parallel_slices(fn, n, work, blas)

@@ -751,6 +751,78 @@ def test_background_task_between_runs_is_done_by_the_caller_while_it_waits(pipel
     assert len(ran_on) == 2 and ran_on[1] is not threading.current_thread()
 
 
+def test_beside_runs_on_the_pool_thread_while_the_caller_takes_whole_calls(pipelining, monkeypatch):
+    # a convolution's weight gradient, handed over beside the scattering pooling below it
+    monkeypatch.setattr(threads, "can_background", lambda: True)
+    gate, release, out, log = threading.Event(), threading.Event(), np.zeros(4), []
+
+    def task(name):
+        def run():
+            if name == "beside":
+                assert release.wait(10)
+            log.append((name, threading.current_thread() is threading.main_thread()))
+        return run
+
+    with threads.pipeline(4):
+        threads.parallel_samples(lambda sl: None, 4)
+        threads.drain()
+        threads.background(task("background"))  # waiting for the caller's next wait
+        threads.parallel_samples(_held_back(gate, out=out), 4)
+        threads.beside(task("beside"))
+        threading.Timer(0.05, gate.set).start()
+        # per-sample calls now run whole on the caller, after the pool thread's chunk before the task
+        seen = []
+        threads.parallel_samples(lambda sl: seen.append((sl.start, sl.stop, out.sum())), 4)
+        threads.settle()  # waits for chunks only: the task is still held back
+        assert seen == [(0, 4, 4.0)] and log == []
+        release.set()
+        threads.drain()
+        # the task, then the background task behind it, both on the pool thread
+        assert log == [("beside", False), ("background", False)]
+        threads.parallel_samples(lambda sl: seen.append((sl.start, sl.stop)), 4)
+        assert seen[1] == (0, 2)  # split again
+    threads.parallel_samples(lambda sl: None, 4)
+
+
+def test_beside_goes_back_to_splitting_once_its_task_is_done(pipelining):
+    done, slices = threading.Event(), []
+    with threads.pipeline(4):
+        threads.parallel_samples(lambda sl: None, 4)
+        threads.beside(done.set)
+        assert done.wait(10)
+        while threads._local.pipe.workers[0].finished != threads._local.pipe.workers[0].posted:
+            time.sleep(0.001)
+        threads.parallel_samples(lambda sl: slices.append((sl.start, sl.stop)), 4)
+        threads.drain()
+    assert sorted(slices) == [(0, 2), (2, 4)]
+
+
+@pytest.mark.parametrize("n_threads", [1, 3])
+def test_beside_defers_without_exactly_one_pool_thread(restore_threads, monkeypatch, n_threads):
+    # with two pool threads the other one's chunks could still be writing what the task reads
+    monkeypatch.setattr(threads, "MIN_WORK", 0)
+    threads.set_num_threads(n_threads)
+    ran_on, out = [], np.zeros(6)
+    with threads.pipeline(6):
+        threads.parallel_samples(lambda sl: (time.sleep(0.02 * (sl.start > 0)), out.__setitem__(sl, 1)), 6)
+        threads.beside(lambda: ran_on.append((threading.current_thread() is threading.main_thread(), out.sum())))
+        assert ran_on == [] or n_threads == 1
+    assert ran_on == [(True, 6.0)]
+
+
+def test_beside_task_error_surfaces_at_the_end_of_the_pipeline(pipelining):
+    def fail():
+        raise ValueError("task failed")
+
+    with pytest.raises(ValueError, match="task failed"):
+        with threads.pipeline(4):
+            threads.parallel_samples(lambda sl: None, 4)
+            threads.beside(fail)
+            threads.parallel_samples(lambda sl: None, 4)
+    with threads.pipeline(4):  # the pool still works
+        threads.parallel_samples(lambda sl: None, 4)
+
+
 def _residual_bn_model():
     from cnnlab import layers as L
     from cnnlab.models import Model
@@ -797,3 +869,32 @@ def test_training_with_pipelines_at_the_default_threshold_equals_one_thread(rest
     assert results[1][0] == results[2][0]
     for a, b in zip(results[1][1], results[2][1]):
         assert np.array_equal(a, b)
+
+
+def test_seed001_like_model_hands_its_second_convs_weight_gradient_beside_the_pooling(restore_threads, monkeypatch):
+    """The 12 -> 16 convolution above the overlapping pooling computes its weight gradient on the
+    pool thread while the caller runs the pooling's backward whole, giving the same steps."""
+    from cnnlab.models import Model
+    threads.set_num_threads(2)
+    rng = np.random.default_rng(0)
+    x = rng.random((64, 28, 28, 1), dtype=np.float32)
+    y = np.arange(64) % 10
+    handed = []
+    real = threads.beside
+
+    def spy(fn):
+        real(fn)
+        handed.append(threads._pipe() is not None and threads._pipe().beside is not None)
+    monkeypatch.setattr(threads, "beside", spy)
+    results = {}
+    for limit in (0, Model.beside_dW_max_macs):
+        monkeypatch.setattr(Model, "beside_dW_max_macs", limit)
+        handed.clear()
+        model = _seed001_like_model()
+        model.set_weights([np.random.default_rng(i).standard_normal(w.shape).astype(np.float32) * 0.2
+                           for i, w in enumerate(model.get_weights())])
+        model.compile("adam", "sparse_categorical_crossentropy")
+        results[limit] = [model.train_step(x, y)[0] for _ in range(2)], model.get_weights()
+        assert handed == ([] if limit == 0 else [True, True])  # one convolution, two steps
+    (l0, w0), (l1, w1) = results.values()
+    assert l0 == l1 and all(np.array_equal(a, b) for a, b in zip(w0, w1))
