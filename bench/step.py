@@ -149,24 +149,25 @@ def build_torch(rows, input_shape=(28, 28, 1)):
     return model, torch.optim.Adam(model.parameters(), lr=1e-3)
 
 
-def _status(key):
-    with open("/proc/self/status") as f:
+def _status(key, pid="self"):
+    with open(f"/proc/{pid}/status") as f:
         for line in f:
             if line.startswith(key + ":"):
                 return int(line.split()[1]) * 1024
     return 0
 
 
-def peak_step_memory(framework, name, batch, threads):
-    """Run 3 steps in a fresh process; MiB of peak RSS above the RSS before the first one."""
+def peak_step_memory(framework, name, batch, threads, processes=1):
+    """Run 3 steps in a fresh process; MiB of peak RSS above the RSS before the first one (over
+    cnnlab's two processes, each one's own: the child's from the RSS it was forked with)."""
     import subprocess
     out = subprocess.run([sys.executable, os.path.abspath(__file__), "--_memory", framework, "--models", name,
-                          "--batch", str(batch), "--threads", str(threads)],
+                          "--batch", str(batch), "--threads", str(threads), "--processes", str(processes)],
                          capture_output=True, text=True, check=True).stdout
     return float(out.strip().splitlines()[-1])
 
 
-def _make_steps(name, batch, threads, processes=1):
+def _make_steps(name, batch, threads, processes=1, with_model=False):
     import torch
     from cnnlab.ops import threads as cnnlab_threads
     torch.set_num_threads(threads)
@@ -183,9 +184,10 @@ def _make_steps(name, batch, threads, processes=1):
     spec = MODELS[name]
     model = build_cnnlab(spec)
     if processes > 1:
+        from cnnlab.training.processes import CannotSplit
         try:
             model.use_processes(processes)
-        except ValueError as e:  # batch normalization or dropout: threads, as without the option
+        except CannotSplit as e:  # batch normalization: threads, as without the option
             print(f"# {name}: {e}; on {threads} threads instead", flush=True)
 
     def torch_step(xt):
@@ -202,7 +204,8 @@ def _make_steps(name, batch, threads, processes=1):
     def step_cnnlab():
         model.train_step(x, y)
 
-    return step_cnnlab, torch_step(xt_nhwc), torch_step(xt_nchw)
+    steps = step_cnnlab, torch_step(xt_nhwc), torch_step(xt_nchw)
+    return steps + (model,) if with_model else steps
 
 
 def main(argv=None):
@@ -220,18 +223,30 @@ def main(argv=None):
 
     import torch
     if args._memory:
-        step_cnnlab, step_torch, _ = _make_steps(args.models, args.batch, args.threads)
+        processes = args.processes if args._memory == "cnnlab" else 1
+        step_cnnlab, step_torch, _, model = _make_steps(args.models, args.batch, args.threads, processes,
+                                                        with_model=True)
         step = step_cnnlab if args._memory == "cnnlab" else step_torch
+        child = None
+        if model._processes > 1:  # fork the child now, and measure it from the RSS it starts with
+            from cnnlab.training.processes import ProcessGroup
+            model._collect_params()
+            model._process_group = ProcessGroup(model, args.batch)
+            child = model._process_group._pid
+            child_base = _status("VmRSS", child)
         base = _status("VmRSS")
         for _ in range(3):
             step()
-        print((_status("VmHWM") - base) / 2**20)
+        grown = _status("VmHWM") - base
+        if child is not None:
+            grown += _status("VmHWM", child) - child_base
+        print(grown / 2**20)
         return
 
     from cnnlab.ops import gemm
     print(f"numpy {np.__version__}, cnnlab GEMM {gemm.backend()}, torch {torch.__version__}, batch {args.batch}, "
           f"threads {args.threads}, "
-          f"{'cnnlab over 2 processes of 1 thread (peak memory as on threads), ' if args.processes > 1 else ''}"
+          f"{'cnnlab over 2 processes of 1 thread (peak memory over both), ' if args.processes > 1 else ''}"
           f"medians of >= {args.reps} steps each, alternating in blocks of {BLOCK}, "
           f"malloc {'pinned to its heap up to 64 MiB' if PINNED_MALLOC else 'as the platform has it'}")
     header = f"{'model':10} {'cnnlab ms':>10} {'torch ms':>10} {'ratio':>7} {'NCHW ms':>9} {'ratio':>7} " \
@@ -252,7 +267,7 @@ def main(argv=None):
                     if i:
                         ts.append(time.perf_counter() - t0)
         mc, mt, mn = (statistics.median(ts) for ts in times)
-        mem_c = peak_step_memory("cnnlab", name, args.batch, args.threads)
+        mem_c = peak_step_memory("cnnlab", name, args.batch, args.threads, args.processes)
         mem_t = peak_step_memory("torch", name, args.batch, args.threads)
         epoch = 60000 / args.batch * mc
         print(f"{name:10} {mc * 1e3:10.1f} {mt * 1e3:10.1f} {mc / mt:7.2f} {mn * 1e3:9.1f} {mc / mn:7.2f} "

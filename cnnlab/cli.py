@@ -198,10 +198,11 @@ def cmd_train(args):
 
 
 def _use_processes(model, n):
+    from .training.processes import CannotSplit
     if n != 1:
         try:
             model.use_processes(n)
-        except ValueError as e:
+        except CannotSplit as e:
             raise UsageError(f"--processes {n}: {e}") from None
 
 
@@ -212,6 +213,7 @@ def _train_resume(args):
             or args.augment is not None or args.out or args.validation_split is not None:
         raise UsageError("--resume continues a run with its own settings; only --epochs, --verbose, "
                          "--processes and --json may be given with it")
+    from .training.processes import CannotSplit
     run_dir = args.resume
     config = read_run_config_or_fail(run_dir)
     ds = _load_data(config.get("data") or "digits")
@@ -223,6 +225,8 @@ def _train_resume(args):
                                 processes=args.processes)
     except KeyboardInterrupt:
         return _interrupted(run_dir)
+    except CannotSplit as e:
+        raise UsageError(f"--processes {args.processes}: {e}") from None
     name = config.get("model") or (config.get("model_config") or {}).get("config", {}).get("name", "model")
     return _finish_train(args, model, ds, run_dir, history, time.perf_counter() - start, name,
                          config.get("preprocessing"))

@@ -394,8 +394,25 @@ def test_train_over_two_processes_and_resume_so(tmp_path):
     assert last_json(out)["epochs"] == 2
 
 
-def test_train_over_processes_refuses_a_model_with_dropout_naming_it(tmp_path):
-    status, _, err = run(["train", "--epochs", "1", "--out", str(tmp_path / "run"), "--verbose", "0",
-                          "--processes", "2"])
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="the second process is forked")
+def test_the_default_model_with_its_dropout_trains_over_two_processes(tmp_path):
+    status, out, err = run(["train", "--epochs", "2", "--out", str(tmp_path / "run"), "--verbose", "0", "--json",
+                            "--processes", "2"])
+    assert status == 0, err
+    assert last_json(out)["test_accuracy"] > 0.8
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="the second process is forked")
+def test_train_over_processes_refuses_batch_normalization_naming_it_and_so_does_resume(tmp_path):
+    p = tmp_path / "bn.toml"
+    p.write_text(TOML.replace('[[layers]]\ntype = "Flatten"', '[[layers]]\ntype = "BatchNormalization"\n'
+                              'name = "bn"\n\n[[layers]]\ntype = "Flatten"'))
+    d = str(tmp_path / "run")
+    status, _, err = run(["train", "--config", str(p), "--out", d, "--verbose", "0", "--processes", "2"])
     assert status == 2
-    assert "--processes 2" in err and "Dropout" in err and "dropout masks" in err
+    assert "--processes 2:" in err and "'bn'" in err and "batch statistics" in err
+    status, _, err = run(["train", "--config", str(p), "--out", d, "--verbose", "0"])
+    assert status == 0, err
+    status, _, err = run(["train", "--resume", d, "--epochs", "2", "--verbose", "0", "--processes", "2"])
+    assert status == 2
+    assert "--processes 2:" in err and "'bn'" in err and "batch statistics" in err

@@ -253,8 +253,12 @@ class Dropout(Layer):
         self.seed = seed
         self.rng = make_rng(seed)
 
+    # A mask drawn for this forward's input by cnnlab.training.processes, which splits one batch's
+    # mask between processes; None: draw one from ``rng``.
+    _given_mask = None
+
     def forward(self, x, training=False):
-        y, self._cache = dropout_ops.forward(x, self.rate, self.rng, training=training)
+        y, self._cache = dropout_ops.forward(x, self.rate, self.rng, training=training, mask=self._given_mask)
         return y
 
     def backward(self, dy):

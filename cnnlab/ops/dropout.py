@@ -10,16 +10,27 @@ from .im2col import empty
 from .threads import flat, parallel_slices
 
 
-def forward(x, rate, rng, training=True):
-    """-> (y, cache); ``rng`` is a numpy Generator, the only source of the mask."""
+def forward(x, rate, rng, training=True, mask=None):
+    """-> (y, cache); ``rng`` is a numpy Generator, the only source of the mask, unless ``mask``
+    (``x``'s shape, True where kept) was drawn already (``draw_mask``: by the process that
+    draws one mask for a batch split over processes)."""
     rate = float(rate)
     if not 0.0 <= rate < 1.0:
         raise ValueError(f"dropout: `rate` must be in [0, 1) (the fraction of units dropped). Received: rate={rate}")
     if not training or rate == 0.0:
         return x, None
-    mask = rng.random(x.shape, dtype=np.float32) >= rate  # P(keep) = 1 - rate
+    if mask is None:
+        mask = draw_mask(x.shape, rate, rng)
+    elif mask.shape != x.shape or mask.dtype != np.bool_:
+        raise ValueError(f"dropout: the mask given has shape {mask.shape} and dtype {mask.dtype}, expected "
+                         f"{x.shape} (the input's) and bool")
     scale = 1.0 / (1.0 - rate)
     return _apply(x, mask, scale), (mask, scale)
+
+
+def draw_mask(shape, rate, rng):
+    """The keep-mask ``forward`` draws for an input of ``shape``: True with probability 1 - rate."""
+    return rng.random(shape, dtype=np.float32) >= rate
 
 
 def backward(dy, cache):

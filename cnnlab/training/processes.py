@@ -12,14 +12,17 @@ a child process holding a copy of the model. Each training step then:
 - runs the optimizer here; the child sees the new weights through the shared memory.
 
 The gradients are the same sums as one process computes, in another order: results agree to
-float32 rounding, and with two processes they do not depend on anything but the data. Only
-models without batch normalization or dropout qualify (their halves would need shared batch
-statistics and masks); ``check_model`` names the layer that does not.
+float32 rounding, and with two processes they do not depend on anything but the data. Dropout
+masks are drawn here for the whole batch, from each layer's own generator as one process draws
+them, and the child's half is handed over in shared memory: the masks are one process's.
+Models with batch normalization do not qualify (each half would normalize by its own
+statistics); ``check_model`` names the layer.
 
 Control goes through a pipe each way: a step's header to the child, "done" or an error's text
 back. The child ignores Ctrl-C (the parent waits for its half, then raises), and ends when the
 parent closes the pipe or dies.
 """
+import contextlib
 import mmap
 import os
 import signal
@@ -31,6 +34,8 @@ import weakref
 import numpy as np
 
 from ..backend import floatx
+from ..layers import Dropout
+from ..ops import dropout as dropout_ops
 from ..ops import threads
 
 _OPEN = weakref.WeakSet()               # this process's groups with a child: a new child closes their pipes
@@ -39,19 +44,22 @@ _FROM_CHILD = struct.Struct("<cdq")     # b"D" or b"E", the child's loss, the le
 END_WAIT_S = 5.0                        # close(): how long the child may take to end before it is killed
 
 
+class CannotSplit(ValueError):
+    """A model that cannot train over processes, or a platform that cannot fork (``check_model``)."""
+
+
 def check_model(model):
-    """Raise ValueError unless ``model`` can train over processes (see the module's docstring)."""
-    from ..layers import BatchNormalization, Dropout
+    """Raise ``CannotSplit`` unless ``model`` can train over processes (see the module's docstring)."""
+    from ..layers import BatchNormalization
     if not hasattr(os, "fork"):
-        raise ValueError("training over processes forks a child process: this platform has no os.fork")
+        raise CannotSplit("training over processes forks a child process: this platform has no os.fork")
     if len(model.inputs) != 1 or len(model.outputs) != 1:
-        raise ValueError(f"model {model.name!r}: training over processes takes one input and one output, "
+        raise CannotSplit(f"model {model.name!r}: training over processes takes one input and one output, "
                          f"received {len(model.inputs)} and {len(model.outputs)}")
     for layer in model.layers:
-        if isinstance(layer, (BatchNormalization, Dropout)):
-            raise ValueError(f"model {model.name!r}: layer {layer.name!r} ({type(layer).__name__}) cannot train over "
-                             f"processes: each half of the batch would draw its own "
-                             f"{'batch statistics' if isinstance(layer, BatchNormalization) else 'dropout masks'}")
+        if isinstance(layer, BatchNormalization):
+            raise CannotSplit(f"model {model.name!r}: layer {layer.name!r} (BatchNormalization) cannot train over "
+                             f"processes: each half of the batch would be normalized by its own batch statistics")
 
 
 def _read_exact(fd, n):
@@ -88,8 +96,12 @@ class ProcessGroup:
         out_sample = int(np.prod(model.output_shape[1:]))
         half = self.capacity - self.capacity // 2
         itemsize = np.dtype(floatx).itemsize
+        # dropout layers and the shape of one sample of their input (masks are bytes: bool)
+        self._drops = [(t.layer, tuple(t.shape[1:])) for t in model._nodes
+                       if isinstance(t.layer, Dropout) and t.layer.rate > 0]
         parts = [("params", n_params * itemsize), ("grads", n_params * itemsize), ("x", half * sample * itemsize),
                  ("y", half * max(8, out_sample * 8)), ("out", half * out_sample * itemsize)]
+        parts += [(f"mask{i}", half * int(np.prod(shape))) for i, (_, shape) in enumerate(self._drops)]
         self._mem = mmap.mmap(-1, sum(size for _, size in parts))  # anonymous: shared with the forked child
         at, self._at = 0, {}
         for name, size in parts:
@@ -101,6 +113,9 @@ class ProcessGroup:
                                 self._at["x"]).reshape((half,) + model.input_shape[1:])
         self._out = np.frombuffer(self._mem, floatx, half * out_sample,
                                   self._at["out"]).reshape((half,) + model.output_shape[1:])
+        self._masks = [np.frombuffer(self._mem, np.bool_, half * int(np.prod(shape)),
+                                     self._at[f"mask{i}"]).reshape((half,) + shape)
+                       for i, (_, shape) in enumerate(self._drops)]
         self._slices, off = [], 0
         for (layer, k), n in zip(self._keys, sizes):
             shared = self._params[off:off + n].reshape(layer.params[k].shape)
@@ -151,7 +166,8 @@ class ProcessGroup:
                 ydt = np.dtype(ydt.rstrip(b"\0").decode())
                 shape = (n,) if ycols < 0 else (n, ycols)
                 y = np.frombuffer(self._mem, ydt, int(np.prod(shape)), self._at["y"]).reshape(shape)
-                loss, out = _half(self.model, self._x[:n], y, n / total)
+                with _given_masks(self._drops, [m[:n] for m in self._masks]):
+                    loss, out = _half(self.model, self._x[:n], y, n / total)
                 for (layer, k), sl in zip(self._keys, self._slices):
                     self._grads[sl] = layer.grads[k].reshape(-1)
                 self._out[:n] = out
@@ -176,6 +192,11 @@ class ProcessGroup:
         self._x[:n1] = xs[n0:]
         ys = np.ascontiguousarray(y[n0:])
         np.frombuffer(self._mem, np.uint8, ys.nbytes, self._at["y"])[...] = ys.view(np.uint8).reshape(-1)
+        own = []
+        for (layer, shape), shared in zip(self._drops, self._masks):  # the whole batch's masks, drawn here
+            mask = dropout_ops.draw_mask((total,) + shape, layer.rate, layer.rng)
+            shared[:n1] = mask[n0:]
+            own.append(mask[:n0])
         header = _TO_CHILD.pack(n1, total, -1 if ys.ndim == 1 else ys.shape[1], ys.dtype.str.encode())
         try:
             _write_all(self._to_child, header)
@@ -183,7 +204,7 @@ class ProcessGroup:
             self._child_ended()
         interrupt = None
         try:
-            with threads.single_thread():  # the other core is the child's
+            with threads.single_thread(), _given_masks(self._drops, own):  # the other core is the child's
                 loss0, out0 = _half(model, xs[:n0], y[:n0], n0 / total, trained_only=True)
         except BaseException as e:  # the child is still writing its half: collect it first
             interrupt = e
@@ -257,6 +278,18 @@ class ProcessGroup:
                 time.sleep(0.001)
         except ChildProcessError:
             pass
+
+
+@contextlib.contextmanager
+def _given_masks(drops, masks):
+    """Within the block, each dropout layer of ``drops`` applies its mask of ``masks``."""
+    for (layer, _), mask in zip(drops, masks):
+        layer._given_mask = mask
+    try:
+        yield
+    finally:
+        for layer, _ in drops:
+            layer._given_mask = None
 
 
 def _half(model, xs, y, share, trained_only=False):

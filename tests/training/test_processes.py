@@ -14,8 +14,9 @@ needs_fork = pytest.mark.skipif(not hasattr(os, "fork"), reason="forks a child p
 
 
 def _model(extra=()):
+    head = [] if any(isinstance(l, L.Flatten) for l in extra) else [L.Flatten()]
     model = Sequential([L.Input((12, 12, 1)), L.Conv2D(4, 3, padding="same", activation="relu"),
-                        L.MaxPooling2D(3, strides=2), *extra, L.Flatten(), L.Dense(10, activation="softmax")])
+                        L.MaxPooling2D(3, strides=2), *extra, *head, L.Dense(10, activation="softmax")])
     model.set_weights([np.random.default_rng(i).standard_normal(w.shape).astype(np.float32) * 0.3
                        for i, w in enumerate(model.get_weights())])
     model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
@@ -58,6 +59,34 @@ def test_steps_match_one_process(split, n):
 
 
 @needs_fork
+@pytest.mark.parametrize("n", [24, 25])
+def test_dropout_masks_are_one_processs(split, n):
+    # two dropout layers, one before the flatten (a 4-D mask) and one after: the parent draws each
+    # whole batch's mask from the layer's generator, as one process does, and hands the child its half
+    x, y = _data(n)
+    extra = lambda: [L.Dropout(0.4, seed=7), L.Flatten(), L.Dense(16, activation="relu"),  # noqa: E731
+                     L.Dropout(0.5, seed=8)]
+    one, two = _model(extra()), split(extra=extra())
+    for _ in range(3):
+        l1, out1 = one.train_step(x, y)
+        l2, out2 = two.train_step(x, y)
+        assert l2 == pytest.approx(l1, rel=1e-5)
+        np.testing.assert_allclose(out2, out1, rtol=1e-4, atol=1e-6)
+    for a, b in zip(one.get_weights(), two.get_weights()):
+        np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-6)
+    drops = [[l for l in m.layers if isinstance(l, L.Dropout)] for m in (one, two)]
+    for a, b in zip(*drops):  # the generators went as far: the next masks agree too
+        assert a.rng.random() == b.rng.random() and b._given_mask is None
+    # without the masks handed over, the halves' masks differ: the losses do not agree
+    saved = two._process_group._drops
+    two._process_group._drops = []
+    try:
+        assert two.train_step(x, y)[0] != pytest.approx(one.train_step(x, y)[0], rel=1e-5)
+    finally:
+        two._process_group._drops = saved
+
+
+@needs_fork
 def test_fit_with_a_smaller_last_batch_and_weights_set_between_steps(split):
     x, y = _data(50)
     one, two = _model(), split()
@@ -84,8 +113,6 @@ def test_larger_batch_makes_a_new_group(split):
 def test_models_that_cannot_split_say_which_layer():
     with pytest.raises(ValueError, match="'bn'.*BatchNormalization.*batch statistics"):
         _model([L.BatchNormalization(name="bn")]).use_processes(2)
-    with pytest.raises(ValueError, match="'drop'.*Dropout.*dropout masks"):
-        _model([L.Dropout(0.5, name="drop")]).use_processes(2)
     with pytest.raises(ValueError, match="1 or 2"):
         _model().use_processes(3)
 
