@@ -403,16 +403,28 @@ def test_the_default_model_with_its_dropout_trains_over_two_processes(tmp_path):
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="the second process is forked")
-def test_train_over_processes_refuses_batch_normalization_naming_it_and_so_does_resume(tmp_path):
+def test_batch_normalization_trains_over_two_processes_and_resumes_so(tmp_path):
     p = tmp_path / "bn.toml"
     p.write_text(TOML.replace('[[layers]]\ntype = "Flatten"', '[[layers]]\ntype = "BatchNormalization"\n'
                               'name = "bn"\n\n[[layers]]\ntype = "Flatten"'))
     d = str(tmp_path / "run")
-    status, _, err = run(["train", "--config", str(p), "--out", d, "--verbose", "0", "--processes", "2"])
-    assert status == 2
-    assert "--processes 2:" in err and "'bn'" in err and "batch statistics" in err
+    status, out, err = run(["train", "--config", str(p), "--out", d, "--verbose", "0", "--json", "--processes", "2"])
+    assert status == 0, err
+    assert last_json(out)["test_accuracy"] > 0.5
+    status, out, err = run(["train", "--resume", d, "--epochs", "2", "--verbose", "0", "--json", "--processes", "2"])
+    assert status == 0, err
+    assert last_json(out)["epochs"] == 2
+
+
+def test_processes_without_fork_is_a_usage_error_on_resume_too(tmp_path, monkeypatch):
+    p = tmp_path / "tiny.toml"
+    p.write_text(TOML)
+    d = str(tmp_path / "run")
     status, _, err = run(["train", "--config", str(p), "--out", d, "--verbose", "0"])
     assert status == 0, err
-    status, _, err = run(["train", "--resume", d, "--epochs", "2", "--verbose", "0", "--processes", "2"])
-    assert status == 2
-    assert "--processes 2:" in err and "'bn'" in err and "batch statistics" in err
+    monkeypatch.delattr(os, "fork", raising=False)
+    for argv in (["train", "--config", str(p), "--out", str(tmp_path / "run2")],
+                 ["train", "--resume", d, "--epochs", "2"]):
+        status, _, err = run(argv + ["--verbose", "0", "--processes", "2"])
+        assert status == 2
+        assert "--processes 2: training over processes forks a child process: this platform has no os.fork" in err

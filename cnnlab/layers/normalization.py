@@ -44,10 +44,14 @@ class BatchNormalization(Layer):
     def _gamma_beta(self):
         return self.params.get("gamma", getattr(self, "_gamma", None)), self.params.get("beta", getattr(self, "_beta", None))
 
+    # Set by cnnlab.training.processes for a step whose batch is split over processes: the
+    # ``reduce`` of ops.batchnorm.forward_train that sums the statistics over the whole batch.
+    _reduce = staticmethod(bn_ops.local)
+
     def forward(self, x, training=False):
         gamma, beta = self._gamma_beta()
         if training and self.trainable:
-            y, self._cache = bn_ops.forward_train(x, gamma, beta, self.epsilon)
+            y, self._cache = bn_ops.forward_train(x, gamma, beta, self.epsilon, reduce=self._reduce)
             bn_ops.update_moving(self.state["moving_mean"], self._cache.mean, self.momentum)
             bn_ops.update_moving(self.state["moving_variance"], self._cache.var, self.momentum)
         else:

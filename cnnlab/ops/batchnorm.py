@@ -29,6 +29,7 @@ class BatchNormCache:
     mean: np.ndarray      # (C,) batch mean (training) or moving mean (inference)
     var: np.ndarray       # (C,) biased batch variance (training) or moving variance
     training: bool
+    reduce: object = None  # the forward's ``reduce``, for backward
 
     @property
     def xhat(self):
@@ -96,8 +97,18 @@ def _per_block(fn, M, C, n_sums=0):
     return part.sum(axis=0) if n_sums else None  # (n_sums, C)
 
 
-def forward_train(x, gamma, beta, epsilon=1e-3):
-    """Normalise with the batch statistics -> (y, cache); ``cache.mean``/``cache.var`` feed update_moving."""
+def local(sums, count):
+    """The ``reduce`` of a batch that is all here: the sums as they are."""
+    return sums, count
+
+
+def forward_train(x, gamma, beta, epsilon=1e-3, reduce=local):
+    """Normalise with the batch statistics -> (y, cache); ``cache.mean``/``cache.var`` feed update_moving.
+
+    ``reduce(sums, count) -> (sums, count)`` turns per-channel float64 sums (k, C) over the ``count``
+    rows here into those over the whole batch, where ``x`` is part of a batch split over processes
+    (``cnnlab.training.processes``): the statistics are then the whole batch's. Backward reduces
+    through the same function."""
     x2 = _check(x, gamma, beta)                                           # (M, C)
     M, C = x2.shape
     dtype = x.dtype
@@ -105,7 +116,8 @@ def forward_train(x, gamma, beta, epsilon=1e-3):
     def sum_x(rs, out):
         out[0] = _sum_wide(_wide(x2[rs], _fold(rs.stop - rs.start)), C)
 
-    mean64 = _per_block(sum_x, M, C, 1)[0] / M                            # (C,)
+    sums, total = reduce(_per_block(sum_x, M, C, 1), M)                   # (1, C), rows over the batch
+    mean64 = sums[0] / total                                              # (C,)
     mean = mean64.astype(dtype)
 
     tiled = _Tiled(mean)
@@ -116,10 +128,10 @@ def forward_train(x, gamma, beta, epsilon=1e-3):
         xc *= xc
         out[0] = _sum_wide(xc, C)
 
-    var64 = _per_block(sum_sq, M, C, 1)[0] / M                            # (C,) biased, as Keras
+    var64 = reduce(_per_block(sum_sq, M, C, 1), M)[0][0] / total          # (C,) biased, as Keras
     inv_std = (1.0 / np.sqrt(var64 + epsilon)).astype(dtype)              # (C,)
     y = _affine(x2, mean, gamma * inv_std, beta)                          # (M, C)
-    return y.reshape(x.shape), BatchNormCache(x2, gamma, inv_std, mean, var64.astype(dtype), True)
+    return y.reshape(x.shape), BatchNormCache(x2, gamma, inv_std, mean, var64.astype(dtype), True, reduce)
 
 
 def _affine(x2, mean, scale, shift):
@@ -166,15 +178,17 @@ def backward(dy, cache):
         out[1] = _sum_wide(t, C)
 
     s = _per_block(sums, M, C, 2)
+    # gamma's and beta's gradients over the rows here: a batch split over processes adds them up
     dbeta = s[0].astype(dy.dtype)                                         # (C,)
     dgamma = (s[1] * c.inv_std).astype(dy.dtype)                          # (C,): sum(dy * xhat)
     a = (c.gamma * c.inv_std).astype(dy.dtype)                            # (C,)
     if not c.training:  # the statistics are constants
         return _affine(dy2, 0, a, 0).reshape(dy.shape), dgamma, dbeta
-    # Closed form of the chain through mean and var:
+    # Closed form of the chain through mean and var, whose sums run over the whole batch:
     # dx = a * (dy - dbeta / M - xhat * dgamma / M), xhat = (x - mean) * inv_std
-    b = (a * c.inv_std * dgamma / M).astype(dy.dtype)                     # (C,) on (x - mean)
-    d = (a * dbeta / M).astype(dy.dtype)                                  # (C,) constant
+    s_all, M_all = c.reduce(s, M) if c.reduce is not None else (s, M)
+    b = (a * c.inv_std * (s_all[1] * c.inv_std).astype(dy.dtype) / M_all).astype(dy.dtype)  # (C,) on (x - mean)
+    d = (a * s_all[0].astype(dy.dtype) / M_all).astype(dy.dtype)         # (C,) constant
     dx = empty((M, C), dy.dtype)
     tiled = _Tiled(a, b, mean * b - d)
 

@@ -14,9 +14,10 @@ a child process holding a copy of the model. Each training step then:
 The gradients are the same sums as one process computes, in another order: results agree to
 float32 rounding, and with two processes they do not depend on anything but the data. Dropout
 masks are drawn here for the whole batch, from each layer's own generator as one process draws
-them, and the child's half is handed over in shared memory: the masks are one process's.
-Models with batch normalization do not qualify (each half would normalize by its own
-statistics); ``check_model`` names the layer.
+them, and the child's half is handed over in shared memory: the masks are one process's. Batch
+normalization uses the whole batch's statistics: at each of its sums (the mean's and the
+variance's in forward, dy's two in backward) the two processes swap their partial sums through
+shared memory and a second pair of pipes, and both go on with the totals (``_Exchange``).
 
 Control goes through a pipe each way: a step's header to the child, "done" or an error's text
 back. The child ignores Ctrl-C (the parent waits for its half, then raises), and ends when the
@@ -25,6 +26,7 @@ parent closes the pipe or dies.
 import contextlib
 import mmap
 import os
+import select
 import signal
 import struct
 import time
@@ -34,12 +36,13 @@ import weakref
 import numpy as np
 
 from ..backend import floatx
-from ..layers import Dropout
+from ..layers import BatchNormalization, Dropout
 from ..ops import dropout as dropout_ops
 from ..ops import threads
 
 _OPEN = weakref.WeakSet()               # this process's groups with a child: a new child closes their pipes
-_TO_CHILD = struct.Struct("<qqq16s")    # samples for the child, whole batch, label columns (-1: 1-D), label dtype
+_TO_CHILD = struct.Struct("<qqq16sq")   # samples for the child, whole batch, label columns (-1: 1-D), label dtype, step
+_SWAP = struct.Struct("<qq")            # an exchange's step and tag; tag -1: the parent gave the step up
 _FROM_CHILD = struct.Struct("<cdq")     # b"D" or b"E", the child's loss, the length of an error's text
 END_WAIT_S = 5.0                        # close(): how long the child may take to end before it is killed
 
@@ -50,16 +53,11 @@ class CannotSplit(ValueError):
 
 def check_model(model):
     """Raise ``CannotSplit`` unless ``model`` can train over processes (see the module's docstring)."""
-    from ..layers import BatchNormalization
     if not hasattr(os, "fork"):
         raise CannotSplit("training over processes forks a child process: this platform has no os.fork")
     if len(model.inputs) != 1 or len(model.outputs) != 1:
         raise CannotSplit(f"model {model.name!r}: training over processes takes one input and one output, "
-                         f"received {len(model.inputs)} and {len(model.outputs)}")
-    for layer in model.layers:
-        if isinstance(layer, BatchNormalization):
-            raise CannotSplit(f"model {model.name!r}: layer {layer.name!r} (BatchNormalization) cannot train over "
-                             f"processes: each half of the batch would be normalized by its own batch statistics")
+                          f"received {len(model.inputs)} and {len(model.outputs)}")
 
 
 def _read_exact(fd, n):
@@ -102,6 +100,10 @@ class ProcessGroup:
         parts = [("params", n_params * itemsize), ("grads", n_params * itemsize), ("x", half * sample * itemsize),
                  ("y", half * max(8, out_sample * 8)), ("out", half * out_sample * itemsize)]
         parts += [(f"mask{i}", half * int(np.prod(shape))) for i, (_, shape) in enumerate(self._drops)]
+        # batch normalization: each process's slots for its partial sums, one per layer and sum
+        self._bns = [l for l in model.layers if isinstance(l, BatchNormalization)]
+        widths = [2 * int(l.state["moving_mean"].size) + 1 for l in self._bns]
+        parts += [(f"sums{side}", 8 * _SUMS * sum(widths)) for side in (0, 1)]
         self._mem = mmap.mmap(-1, sum(size for _, size in parts))  # anonymous: shared with the forked child
         at, self._at = 0, {}
         for name, size in parts:
@@ -116,6 +118,11 @@ class ProcessGroup:
         self._masks = [np.frombuffer(self._mem, np.bool_, half * int(np.prod(shape)),
                                      self._at[f"mask{i}"]).reshape((half,) + shape)
                        for i, (_, shape) in enumerate(self._drops)]
+        slots = []
+        for side in (0, 1):
+            flat = np.frombuffer(self._mem, np.float64, _SUMS * sum(widths), self._at[f"sums{side}"])
+            bounds = np.cumsum([0] + [w for w in widths for _ in range(_SUMS)])
+            slots.append([flat[a:b] for a, b in zip(bounds[:-1], bounds[1:])])
         self._slices, off = [], 0
         for (layer, k), n in zip(self._keys, sizes):
             shared = self._params[off:off + n].reshape(layer.params[k].shape)
@@ -126,21 +133,25 @@ class ProcessGroup:
         model._collect_params()
         to_child, self._to_child = os.pipe()
         self._from_child, from_parent = os.pipe()
+        swap_in, swap_out = os.pipe()    # parent -> child
+        swap_back, swap_from = os.pipe()  # child -> parent
         self._pid = os.fork()
         if self._pid == 0:  # the child: never returns
             # holding another group's pipe open, it would keep that group's child from ever
             # seeing the end of its input, and that group's close() waiting for it
-            others = [fd for g in list(_OPEN) for fd in (g._to_child, g._from_child)]
-            for fd in [self._to_child, self._from_child] + others:
+            others = [fd for g in list(_OPEN) for fd in g._fds()]
+            for fd in [self._to_child, self._from_child, swap_out, swap_back] + others:
                 try:
                     os.close(fd)
                 except OSError:
                     pass
+            self._exchange = _Exchange(slots[1], slots[0], swap_in, swap_from)
             self._serve(to_child, from_parent)
-        os.close(to_child)
-        os.close(from_parent)
+        for fd in (to_child, from_parent, swap_in, swap_from):
+            os.close(fd)
+        self._exchange = _Exchange(slots[0], slots[1], swap_back, swap_out, watch=self._from_child)
         self._closed = False
-        self._finalizer = weakref.finalize(self, ProcessGroup._end, self._to_child, self._from_child, self._pid)
+        self._finalizer = weakref.finalize(self, ProcessGroup._end, self._fds(), self._pid)
         _OPEN.add(self)
 
     # ----- the child ------------------------------------------------------
@@ -159,14 +170,15 @@ class ProcessGroup:
     def _serve_steps(self, rfd, wfd):
         while True:
             try:
-                n, total, ycols, ydt = _TO_CHILD.unpack(_read_exact(rfd, _TO_CHILD.size))
+                n, total, ycols, ydt, self._exchange.step = _TO_CHILD.unpack(_read_exact(rfd, _TO_CHILD.size))
             except EOFError:  # the parent closed the pipe, or died
                 return
             try:
                 ydt = np.dtype(ydt.rstrip(b"\0").decode())
                 shape = (n,) if ycols < 0 else (n, ycols)
                 y = np.frombuffer(self._mem, ydt, int(np.prod(shape)), self._at["y"]).reshape(shape)
-                with _given_masks(self._drops, [m[:n] for m in self._masks]):
+                with _given_masks(self._drops, [m[:n] for m in self._masks]), \
+                        self._exchange.reducing(self._bns):
                     loss, out = _half(self.model, self._x[:n], y, n / total)
                 for (layer, k), sl in zip(self._keys, self._slices):
                     self._grads[sl] = layer.grads[k].reshape(-1)
@@ -197,19 +209,24 @@ class ProcessGroup:
             mask = dropout_ops.draw_mask((total,) + shape, layer.rate, layer.rng)
             shared[:n1] = mask[n0:]
             own.append(mask[:n0])
-        header = _TO_CHILD.pack(n1, total, -1 if ys.ndim == 1 else ys.shape[1], ys.dtype.str.encode())
+        swap = self._exchange
+        swap.step += 1
+        header = _TO_CHILD.pack(n1, total, -1 if ys.ndim == 1 else ys.shape[1], ys.dtype.str.encode(), swap.step)
         try:
             _write_all(self._to_child, header)
         except BrokenPipeError:
             self._child_ended()
         interrupt = None
         try:
-            with threads.single_thread(), _given_masks(self._drops, own):  # the other core is the child's
+            # the other core is the child's
+            with threads.single_thread(), _given_masks(self._drops, own), swap.reducing(self._bns):
                 loss0, out0 = _half(model, xs[:n0], y[:n0], n0 / total, trained_only=True)
         except BaseException as e:  # the child is still writing its half: collect it first
             interrupt = e
+            if not isinstance(e, _PeerGaveUp):
+                swap.give_up()  # a child waiting at an exchange must not wait for this process
         status, loss1, text = self._collect()
-        if interrupt is not None:
+        if interrupt is not None and not isinstance(interrupt, _PeerGaveUp):
             raise interrupt
         if status != b"D":
             raise RuntimeError(f"model {model.name!r}: the training process for samples {n0}-{total - 1} of the "
@@ -259,11 +276,15 @@ class ProcessGroup:
         self.model._collect_params()
         self._finalizer()
 
+    def _fds(self):
+        """The parent's ends of the pipes to this group's child."""
+        return self._to_child, self._from_child, self._exchange.rfd, self._exchange.wfd
+
     @staticmethod
-    def _end(to_child, from_child, pid):
+    def _end(fds, pid):
         """Close the pipes, then reap the child: it ends on reading their end, or is killed after
         a few seconds (something else holding a copy of the pipe must not hang the caller)."""
-        for fd in (to_child, from_child):
+        for fd in fds:
             try:
                 os.close(fd)
             except OSError:
@@ -277,6 +298,87 @@ class ProcessGroup:
                     return
                 time.sleep(0.001)
         except ChildProcessError:
+            pass
+
+
+_SUMS = 3  # exchanges per batch normalization layer and step: the mean's, the variance's, backward's
+
+
+class _PeerGaveUp(Exception):
+    """The other process of the step gave it up before an exchange (an error, Ctrl-C)."""
+
+
+class _Exchange:
+    """One process's side of the swaps of batch normalization's sums within a step.
+
+    At each sum, this process writes its partial sums and row count into its slot for that
+    layer and sum, tells the other process over a pipe (the step and the slot's tag), waits for
+    the other's message, and reads the other's slot: both then hold the same totals (float
+    addition commutes). Slots are not reused within a step, so a slow reader never sees the
+    next sum. The parent also watches its control pipe while it waits: a child that answered
+    there without reaching the exchange has failed. A parent that fails sends tag -1 instead;
+    a message of an earlier step (one given up) is skipped.
+    """
+
+    def __init__(self, mine, theirs, rfd, wfd, watch=None):
+        self.mine, self.theirs, self.rfd, self.wfd, self.watch = mine, theirs, rfd, wfd, watch
+        self.step = 0
+        self.active = False
+
+    @contextlib.contextmanager
+    def reducing(self, bns):
+        """Within the block, the layers of ``bns`` sum their statistics over both processes."""
+        for i, layer in enumerate(bns):
+            layer._reduce = self._reducer(i)
+        self.active = True
+        try:
+            yield
+        finally:
+            self.active = False
+            for layer in bns:
+                del layer._reduce
+
+    def _reducer(self, index):
+        calls = []
+
+        def reduce(sums, count):
+            if not self.active:
+                raise RuntimeError("batch normalization: this cache's statistics were summed over the two processes "
+                                   "of a training step that has ended; run forward again")
+            if len(calls) == _SUMS:
+                raise RuntimeError(f"batch normalization: more than {_SUMS} sums in one step")
+            tag = index * _SUMS + len(calls)
+            calls.append(tag)
+            flat = sums.reshape(-1)
+            mine = self.mine[tag][:flat.size + 1]
+            mine[:-1], mine[-1] = flat, count
+            _write_all(self.wfd, _SWAP.pack(self.step, tag))
+            self._wait(tag)
+            total = mine + self.theirs[tag][:flat.size + 1]
+            return total[:-1].reshape(sums.shape), int(total[-1])
+        return reduce
+
+    def _wait(self, tag):
+        while True:
+            if self.watch is not None:
+                ready = select.select([self.rfd, self.watch], [], [])[0]
+                if self.rfd not in ready:
+                    raise _PeerGaveUp()
+            step, got = _SWAP.unpack(_read_exact(self.rfd, _SWAP.size))
+            if step < self.step:
+                continue
+            if got == -1:
+                raise _PeerGaveUp("the parent gave the step up")
+            if (step, got) != (self.step, tag):
+                raise RuntimeError(f"batch normalization over processes out of step: expected step {self.step} "
+                                   f"sum {tag}, received step {step} sum {got}")
+            return
+
+    def give_up(self):
+        """Tell the other process that this one left the step."""
+        try:
+            _write_all(self.wfd, _SWAP.pack(self.step, -1))
+        except OSError:  # it has ended: nothing waits
             pass
 
 

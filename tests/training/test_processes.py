@@ -13,13 +13,16 @@ from cnnlab.models import Sequential
 needs_fork = pytest.mark.skipif(not hasattr(os, "fork"), reason="forks a child process")
 
 
-def _model(extra=()):
+def _model(extra=(), optimizer="adam"):
     head = [] if any(isinstance(l, L.Flatten) for l in extra) else [L.Flatten()]
     model = Sequential([L.Input((12, 12, 1)), L.Conv2D(4, 3, padding="same", activation="relu"),
                         L.MaxPooling2D(3, strides=2), *extra, *head, L.Dense(10, activation="softmax")])
     model.set_weights([np.random.default_rng(i).standard_normal(w.shape).astype(np.float32) * 0.3
                        for i, w in enumerate(model.get_weights())])
-    model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
+    for layer in model.layers:  # a variance is not negative
+        if "moving_variance" in getattr(layer, "state", {}):
+            np.abs(layer.state["moving_variance"], out=layer.state["moving_variance"])
+    model.compile(optimizer, "sparse_categorical_crossentropy", metrics=["accuracy"])
     return model
 
 
@@ -110,11 +113,83 @@ def test_larger_batch_makes_a_new_group(split):
 
 
 @needs_fork
-def test_models_that_cannot_split_say_which_layer():
-    with pytest.raises(ValueError, match="'bn'.*BatchNormalization.*batch statistics"):
-        _model([L.BatchNormalization(name="bn")]).use_processes(2)
+def test_models_that_cannot_split_say_why():
+    from cnnlab.models import Model
+    from cnnlab.training.processes import CannotSplit
+    a, b = L.Input((4,)), L.Input((4,))
+    two_inputs = Model([a, b], L.Dense(2, activation="softmax")(L.Add()([a, b])))
+    with pytest.raises(CannotSplit, match="one input and one output, received 2 and 1"):
+        two_inputs.use_processes(2)
     with pytest.raises(ValueError, match="1 or 2"):
         _model().use_processes(3)
+
+
+def _bn_layers(momentum=0.5):
+    # batch normalization after the convolution (4-D, per channel) and after a dense layer (2-D)
+    return [L.BatchNormalization(momentum=momentum), L.Activation("relu"), L.Flatten(), L.Dense(16),
+            L.BatchNormalization(momentum=momentum, name="bn_dense"), L.Activation("relu")]
+
+
+@needs_fork
+@pytest.mark.parametrize("n", [24, 25])
+def test_batch_normalization_uses_the_whole_batchs_statistics(split, n):
+    # SGD: Adam would blow up the rounding noise in the gradients that batch normalization makes
+    # zero in theory (the dense bias before it), and the weights would not compare
+    x, y = _data(n)
+    one, two = _model(_bn_layers(), "sgd"), split(extra=_bn_layers(), optimizer="sgd")
+    for _ in range(3):
+        l1, out1 = one.train_step(x, y)
+        l2, out2 = two.train_step(x, y)
+        assert l2 == pytest.approx(l1, rel=1e-5)
+        np.testing.assert_allclose(out2, out1, rtol=1e-4, atol=1e-6)
+        for a, b in zip(one.layers, two.layers):  # the whole batch's gradients, summed over both
+            for k in a.grads:
+                np.testing.assert_allclose(b.grads[k], a.grads[k], rtol=1e-4, atol=1e-6)
+    # gamma, beta and the moving statistics (the whole batch's, not the parent's half's) too
+    for a, b in zip(one.get_weights(), two.get_weights()):
+        np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-6)
+    bn = two.get_layer("bn_dense")
+    assert "_reduce" not in vars(bn)  # the layer sums over this process alone again
+    with pytest.raises(RuntimeError, match="run forward again"):
+        two.backward([np.ones((n // 2, 10), np.float32)])  # the caches of the split step's half
+    np.testing.assert_allclose(two.predict(x), one.predict(x), rtol=1e-4, atol=1e-6)
+    # a half normalized by its own statistics would not have agreed
+    half = one(x[:n // 2], training=True)
+    assert np.abs(half - one(x, training=True)[:n // 2]).max() > 1e-3
+
+
+@needs_fork
+@pytest.mark.parametrize("side", ["parent", "child"])
+@pytest.mark.parametrize("where", ["before", "after"])
+def test_a_failure_at_either_side_of_an_exchange_is_raised_not_hung(split, monkeypatch, side, where):
+    # one process fails before the second batch normalization's forward sums (the other then
+    # waits there), or after it (in the dense layer behind it): the step raises that failure,
+    # and the next step runs, the pipes in step
+    from cnnlab.training import processes
+    x, y = _data()
+    two = split(extra=_bn_layers())
+    two.train_step(x, y)
+    two._process_group.close()  # the next child is forked with the broken layer
+    two._process_group = None
+    parent = os.getpid()
+    target = two.layers[-1] if where == "after" else two.get_layer("bn_dense")
+    real = type(target).forward
+
+    def forward(self, z, training=False):
+        if self is target and (os.getpid() == parent) == (side == "parent"):
+            raise ArithmeticError(f"broken in the {side}")
+        return real(self, z, training)
+
+    monkeypatch.setattr(type(target), "forward", forward)
+    message = r"(?s)samples 12-23.*broken in the child" if side == "child" else "broken in the parent"
+    with pytest.raises((ArithmeticError, RuntimeError), match=message):
+        two.train_step(x, y)
+    monkeypatch.setattr(type(target), "forward", real)
+    if side == "child":  # the child is as it was forked: broken; a new group
+        two._process_group.close()
+        two._process_group = None
+    assert np.isfinite(two.train_step(x, y)[0])
+    assert processes._OPEN  # still over processes
 
 
 @needs_fork
