@@ -135,3 +135,48 @@ def test_many_blocks_and_odd_rows_match_float64(monkeypatch, rows, C):
     assert_close(dgamma, rdgamma, rtol=1e-5, atol=1e-4, name="dgamma")
     assert_close(dbeta, rdbeta, rtol=1e-5, atol=1e-4, name="dbeta")
     assert_close(cache.xhat, (x - rmean) / np.sqrt(rvar + 1e-3), rtol=1e-4, atol=1e-5, name="xhat")
+
+
+@pytest.mark.parametrize("shape", [(6, 3, 3, 4), (7, 5)])
+def test_reduce_makes_a_part_of_the_batch_use_the_whole_batchs_statistics(shape):
+    # what two processes do with a batch split between them (cnnlab.training.processes), here two
+    # threads: at each sum, each part adds the other's partial sums to its own
+    import threading
+    x, dy = rand(shape, 1), rand(shape, 2)
+    gamma, beta = rand(shape[-1:], 3) + 1.5, rand(shape[-1:], 4)
+    y, c = batchnorm.forward_train(x, gamma, beta)
+    dx, dgamma, dbeta = batchnorm.backward(dy, c)
+    k = 2
+    rows = [slice(0, k), slice(k, None)]
+    barrier, box, results = threading.Barrier(2, timeout=10), [{}, {}], [None, None]
+
+    def part(i):
+        calls = []
+
+        def reduce(sums, count):
+            n = len(calls)
+            calls.append(n)
+            box[i][n] = sums.copy(), count
+            barrier.wait()
+            other_sums, other_count = box[1 - i][n]
+            return sums + other_sums, count + other_count
+
+        yp, cp = batchnorm.forward_train(x[rows[i]], gamma, beta, reduce=reduce)
+        results[i] = (yp, cp) + batchnorm.backward(dy[rows[i]], cp) + (len(calls),)
+
+    threads = [threading.Thread(target=part, args=(i,)) for i in (0, 1)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for i, (yp, cp, dxp, _, _, n_calls) in enumerate(results):
+        assert n_calls == 3  # the mean's, the variance's, backward's
+        assert_close(yp, y[rows[i]], rtol=1e-5, atol=1e-5)
+        assert_close(cp.mean, c.mean, rtol=1e-5, atol=1e-6)
+        assert_close(cp.var, c.var, rtol=1e-5, atol=1e-6)
+        assert_close(dxp, dx[rows[i]], rtol=1e-4, atol=1e-5)
+    # gamma's and beta's gradients are each part's own: they add up to the whole batch's
+    assert_close(results[0][3] + results[1][3], dgamma, rtol=1e-5, atol=1e-5)
+    assert_close(results[0][4] + results[1][4], dbeta, rtol=1e-5, atol=1e-5)
+    # without reduce, a part's statistics are its own
+    assert np.abs(batchnorm.forward_train(x[rows[0]], gamma, beta)[0] - y[rows[0]]).max() > 1e-2
