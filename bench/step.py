@@ -7,7 +7,9 @@ Prints the median step time of each, the ratio cnnlab / PyTorch, images per
 second, the extrapolated time of a 60,000-image epoch, and the peak resident
 memory that training steps add above the built model and its batch, measured
 in a fresh subprocess per framework (``VmHWM`` minus ``VmRSS`` before the
-first step), since a warm process keeps freed pages resident.
+first step), since a warm process keeps freed pages resident. With
+``--processes 2`` cnnlab's is the sum over its two processes, the child's
+counted from the RSS it was forked with.
 
 PyTorch runs channels_last (NHWC in memory, as cnnlab's tensors): its faster
 CPU layout for these models, and the ratio that counts. Its default NCHW

@@ -381,10 +381,15 @@ def test_same_seed_same_weights(tmp_path):
     assert not all(np.array_equal(a, b) for a, b in zip(weights[0], weights[2]))
 
 
+BN_TOML = TOML.replace('[[layers]]\ntype = "Flatten"',
+                       '[[layers]]\ntype = "BatchNormalization"\nname = "bn"\n\n[[layers]]\ntype = "Flatten"')
+
+
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="the second process is forked")
-def test_train_over_two_processes_and_resume_so(tmp_path):
+@pytest.mark.parametrize("toml", [TOML, BN_TOML], ids=["plain", "batch normalization"])
+def test_train_over_two_processes_and_resume_so(tmp_path, toml):
     p = tmp_path / "tiny.toml"
-    p.write_text(TOML)
+    p.write_text(toml)
     d = str(tmp_path / "run")
     status, out, err = run(["train", "--config", str(p), "--out", d, "--verbose", "0", "--json", "--processes", "2"])
     assert status == 0, err
@@ -400,20 +405,6 @@ def test_the_default_model_with_its_dropout_trains_over_two_processes(tmp_path):
                             "--processes", "2"])
     assert status == 0, err
     assert last_json(out)["test_accuracy"] > 0.8
-
-
-@pytest.mark.skipif(not hasattr(os, "fork"), reason="the second process is forked")
-def test_batch_normalization_trains_over_two_processes_and_resumes_so(tmp_path):
-    p = tmp_path / "bn.toml"
-    p.write_text(TOML.replace('[[layers]]\ntype = "Flatten"', '[[layers]]\ntype = "BatchNormalization"\n'
-                              'name = "bn"\n\n[[layers]]\ntype = "Flatten"'))
-    d = str(tmp_path / "run")
-    status, out, err = run(["train", "--config", str(p), "--out", d, "--verbose", "0", "--json", "--processes", "2"])
-    assert status == 0, err
-    assert last_json(out)["test_accuracy"] > 0.5
-    status, out, err = run(["train", "--resume", d, "--epochs", "2", "--verbose", "0", "--json", "--processes", "2"])
-    assert status == 0, err
-    assert last_json(out)["epochs"] == 2
 
 
 def test_processes_without_fork_is_a_usage_error_on_resume_too(tmp_path, monkeypatch):

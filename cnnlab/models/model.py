@@ -354,8 +354,8 @@ class Model:
     def use_processes(self, n=2):
         """Train on ``n`` processes: 2 splits each training step's batch between this process and
         a forked child, one thread each (see ``cnnlab.training.processes``); 1 goes back to
-        threads. Raises ValueError for a model that cannot (batch normalization; see
-        ``cnnlab.training.processes.CannotSplit``)."""
+        threads. Raises ``cnnlab.training.processes.CannotSplit`` (a ValueError) where that cannot
+        be: a model of several inputs or outputs, a platform without ``os.fork``."""
         if n not in (1, 2):
             raise ValueError(f"use_processes: n must be 1 or 2, received {n!r}")
         if n == 2:

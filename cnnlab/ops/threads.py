@@ -240,30 +240,23 @@ class _Worker:
         """Block until every queued task is done, even through a Ctrl-C (a chunk is still writing
         into shared outputs, and the next one must not find it running); return the interrupt,
         a chunk's exception, or None."""
+        interrupt = self.wait_for(self.posted)
+        error, self.error = self.error, None
+        return interrupt or error
+
+    def wait_for(self, number):
+        """Block until task ``number`` and those before it are done, as ``wait`` does; return the
+        interrupt, or None (a chunk's exception stays for ``wait`` to collect)."""
         interrupt = None
         while True:
             try:
                 # an interrupt can land between a successful acquire and this test, or leave a
                 # release unconsumed: the number decides, and a leftover release only costs
                 # the next wait one more turn of this loop
-                while self.finished != self.posted:
-                    self.done.acquire()
-                break
-            except BaseException as e:  # KeyboardInterrupt while blocked
-                interrupt = interrupt or e
-        error, self.error = self.error, None
-        return interrupt or error
-
-    def wait_for(self, number):
-        """Block until task ``number`` and those before it are done (as ``wait``, through a
-        Ctrl-C); the interrupt, or None. A chunk's error stays for ``wait`` to collect."""
-        interrupt = None
-        while True:
-            try:
                 while self.finished < number:
                     self.done.acquire()
                 break
-            except BaseException as e:
+            except BaseException as e:  # KeyboardInterrupt while blocked
                 interrupt = interrupt or e
         return interrupt
 
@@ -617,7 +610,7 @@ def beside(fn):
 
     Until those tasks are done, per-sample calls run whole on the caller, once the pool thread's
     chunks before them are (their outputs are the next layer's inputs): a model hands over a
-    convolution's weight gradient, one long GEMM that releases the GIL, where the caller has a
+    convolution's weight gradient, long GEMMs that release the GIL, where the caller has a
     scatter below it that a second thread gains nothing on (``pool2d.scatters``).
 
     ``fn`` may read what the chunks queued so far write; with more pool threads, the others'
