@@ -416,7 +416,7 @@ class Model:
         from ..training.processes import ProcessGroup
         self._collect_params()
         group = self._process_group
-        if group is None or group.closed or len(x) > group.capacity:
+        if group is None or group.closed or len(x) > group.capacity or not group.current():
             if group is not None:
                 group.close()
             self._process_group = group = ProcessGroup(self, len(x))

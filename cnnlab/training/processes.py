@@ -86,6 +86,7 @@ class ProcessGroup:
         if not model.compiled:
             raise RuntimeError(f"model {model.name!r} must be compiled before it trains over processes")
         self.model, self.capacity = model, int(capacity)
+        self._forked = _copied(model)
         layers = [l for l in model.layers if l.params]
         self._keys = [(l, k) for l in layers for k in l.params]
         sizes = [l.params[k].size for l, k in self._keys]
@@ -153,6 +154,12 @@ class ProcessGroup:
         self._closed = False
         self._finalizer = weakref.finalize(self, ProcessGroup._end, self._fds(), self._pid)
         _OPEN.add(self)
+
+    def current(self):
+        """False when the model changed, since the child was forked, in what the child's copy of
+        it does with a batch (its loss, a layer's trainable flag, a dropout rate, batch
+        normalization's settings): the model then forks a new child. The weights are shared."""
+        return _copied(self.model) == self._forked
 
     # ----- the child ------------------------------------------------------
     def _serve(self, rfd, wfd):
@@ -299,6 +306,12 @@ class ProcessGroup:
                 time.sleep(0.001)
         except ChildProcessError:
             pass
+
+
+def _copied(model):
+    """What a forked child's copy of ``model`` keeps of it, besides the weights (see ``current``)."""
+    return (model.loss, tuple((l.trainable, getattr(l, "rate", None), getattr(l, "momentum", None),
+                               getattr(l, "epsilon", None)) for l in model.layers))
 
 
 _SUMS = 3  # exchanges per batch normalization layer and step: the mean's, the variance's, backward's

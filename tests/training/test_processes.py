@@ -297,3 +297,26 @@ def test_groups_of_several_models_end_each_other_cleanly():
     for pid in pids:
         with pytest.raises(ChildProcessError):
             os.waitpid(pid, os.WNOHANG)  # reaped
+
+
+@needs_fork
+def test_a_model_changed_after_the_fork_gets_a_new_child(split):
+    # the child trains its own copy of the model: after a new loss or a frozen batch normalization
+    # (which then normalizes by its moving statistics, in both processes or none), a new child
+    x, y = _data()
+    one, two = _model(_bn_layers(), "sgd"), split(extra=_bn_layers(), optimizer="sgd")
+    _same_steps(one, two, x, y)
+    first = two._process_group
+    for model in (one, two):
+        model.get_layer("bn_dense").trainable = False
+    _same_steps(one, two, x, y)
+    second = two._process_group
+    assert first.closed and second is not first
+    for model in (one, two):
+        model.compile("sgd", "categorical_crossentropy")
+    onehot = np.eye(10, dtype=np.float32)[y]
+    _same_steps(one, two, x, onehot)
+    assert second.closed and two._process_group is not second
+    third = two._process_group
+    two.train_step(x, onehot)
+    assert two._process_group is third  # unchanged: the same child
