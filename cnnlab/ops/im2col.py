@@ -4,6 +4,7 @@ Windows are visited one kernel offset ``(i, j)`` at a time: the offset's view of
 the padded input is a strided slice covering every output pixel at once, so the
 only Python loop is over ``kh * kw`` offsets.
 """
+import os
 import sys
 import threading
 
@@ -20,6 +21,17 @@ _POOL = []                  # flat arrays, least recently used first
 POOL_MIN_BYTES = 1 << 20    # smaller arrays come cheaply from malloc's own free lists
 POOL_MAX_IDLE_BYTES = 1 << 30
 _LOCK = threading.Lock()     # a buffer must not be found idle by two threads at once
+
+
+def _new_lock():
+    global _LOCK
+    _LOCK = threading.Lock()
+
+
+# a forked child (cnnlab.training.processes) has none of the parent's other threads: a lock one
+# of them held at the fork would stay taken there
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_new_lock)
 
 
 def _idle(k):

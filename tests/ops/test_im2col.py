@@ -1,4 +1,6 @@
 """pad2d's kept buffers: reused with their border intact, never while someone holds one."""
+import os
+
 import numpy as np
 import pytest
 
@@ -65,3 +67,36 @@ def test_phase_layout_round_trip():
         for b in range(2):
             assert (x6[:, a, b] == x[:, a::2, b::2]).all()
     assert (im2col.from_phase(x6) == x).all()
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_forked_child_can_use_the_workspace_while_another_thread_holds_its_lock():
+    import threading
+    import time
+    taken, release = threading.Event(), threading.Event()
+
+    def hold():
+        with im2col._LOCK:
+            taken.set()
+            release.wait(10)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    assert taken.wait(10)
+    pid = os.fork()
+    if pid == 0:  # the child: the holder thread is not here; its lock must not be either
+        try:
+            im2col.empty((1 << 20,), np.float32)
+        finally:
+            os._exit(0)
+    try:
+        deadline = time.monotonic() + 10
+        while os.waitpid(pid, os.WNOHANG) == (0, 0):
+            if time.monotonic() > deadline:
+                os.kill(pid, 9)
+                os.waitpid(pid, 0)
+                pytest.fail("the child hung on the workspace's lock")
+            time.sleep(0.01)
+    finally:
+        release.set()
+        holder.join()
