@@ -233,7 +233,9 @@ class ProcessGroup:
             if not isinstance(e, _PeerGaveUp):
                 swap.give_up()  # a child waiting at an exchange must not wait for this process
         status, loss1, text = self._collect()
-        if interrupt is not None and not isinstance(interrupt, _PeerGaveUp):
+        # the child's failure explains this process's; a child that finished without the swaps
+        # this process waited at cannot be (the two would be out of step)
+        if interrupt is not None and (status == b"D" or not isinstance(interrupt, _PeerGaveUp)):
             raise interrupt
         if status != b"D":
             raise RuntimeError(f"model {model.name!r}: the training process for samples {n0}-{total - 1} of the "
@@ -376,7 +378,8 @@ class _Exchange:
             if self.watch is not None:
                 ready = select.select([self.rfd, self.watch], [], [])[0]
                 if self.rfd not in ready:
-                    raise _PeerGaveUp()
+                    raise _PeerGaveUp(f"the training process answered before batch normalization's sum {tag} of "
+                                      f"step {self.step}")
             step, got = _SWAP.unpack(_read_exact(self.rfd, _SWAP.size))
             if step < self.step:
                 continue
