@@ -189,7 +189,7 @@ def _make_steps(name, batch, threads, processes=1, with_model=False):
         from cnnlab.training.processes import CannotSplit
         try:
             model.use_processes(processes)
-        except CannotSplit as e:  # batch normalization: threads, as without the option
+        except CannotSplit as e:  # no os.fork on this platform: threads, as without the option
             print(f"# {name}: {e}; on {threads} threads instead", flush=True)
 
     def torch_step(xt):

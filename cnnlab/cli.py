@@ -5,6 +5,7 @@ Errors print one line (``cnnlab: error: ...``) and exit with 2 for bad arguments
 ``--json`` makes train/evaluate/predict print one JSON object as the last line of stdout.
 """
 import argparse
+import contextlib
 import datetime
 import json
 import os
@@ -197,13 +198,20 @@ def cmd_train(args):
     return _finish_train(args, model, ds, run_dir, history, time.perf_counter() - start, model_name)
 
 
-def _use_processes(model, n):
+@contextlib.contextmanager
+def _processes_usage(n):
+    """Within the block, a model that cannot train over ``n`` processes is a usage error."""
     from .training.processes import CannotSplit
+    try:
+        yield
+    except CannotSplit as e:
+        raise UsageError(f"--processes {n}: {e}") from None
+
+
+def _use_processes(model, n):
     if n != 1:
-        try:
+        with _processes_usage(n):
             model.use_processes(n)
-        except CannotSplit as e:
-            raise UsageError(f"--processes {n}: {e}") from None
 
 
 def _train_resume(args):
@@ -213,7 +221,6 @@ def _train_resume(args):
             or args.augment is not None or args.out or args.validation_split is not None:
         raise UsageError("--resume continues a run with its own settings; only --epochs, --verbose, "
                          "--processes and --json may be given with it")
-    from .training.processes import CannotSplit
     run_dir = args.resume
     config = read_run_config_or_fail(run_dir)
     ds = _load_data(config.get("data") or "digits")
@@ -221,12 +228,11 @@ def _train_resume(args):
     x = _preprocess(ds.x_train, config.get("preprocessing"))
     start = time.perf_counter()
     try:
-        model, history = resume(run_dir, x, ds.y_train, epochs=epochs, verbose=args.verbose,
-                                processes=args.processes)
+        with _processes_usage(args.processes):
+            model, history = resume(run_dir, x, ds.y_train, epochs=epochs, verbose=args.verbose,
+                                    processes=args.processes)
     except KeyboardInterrupt:
         return _interrupted(run_dir)
-    except CannotSplit as e:
-        raise UsageError(f"--processes {args.processes}: {e}") from None
     name = config.get("model") or (config.get("model_config") or {}).get("config", {}).get("name", "model")
     return _finish_train(args, model, ds, run_dir, history, time.perf_counter() - start, name,
                          config.get("preprocessing"))
@@ -398,7 +404,7 @@ def build_parser():
     t.add_argument("--json", action="store_true", help="print a JSON summary as the last line")
     t.add_argument("--processes", type=int, choices=(1, 2), default=1,
                    help="2: split each training step over two processes of one thread each, for small "
-                        "models on two cores (not with batch normalization or dropout); 1: threads")
+                        "models on two cores; 1: threads")
     t.set_defaults(func=cmd_train)
 
     e = sub.add_parser("evaluate", help="test loss, accuracy, per-class report and confusion matrix",
