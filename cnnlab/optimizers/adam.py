@@ -12,6 +12,7 @@ class Adam(Optimizer):
     ``w <- w - lr sqrt(1 - beta_2^t) / (1 - beta_1^t) * m / (sqrt(v) + eps)`` (amsgrad: ``v`` -> running max)."""
 
     default_name = "adam"
+    elementwise_update = True
 
     def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7, amsgrad=False, **kwargs):
         super().__init__(learning_rate, **kwargs)

@@ -5,6 +5,7 @@ learning-rate schedules, lazily created slots, state for exact resume.
 a Python float, so NumPy keeps float32 (a NumPy float64 scalar would promote the whole update).
 """
 import math
+import weakref
 
 import numpy as np
 
@@ -17,6 +18,27 @@ from . import schedules
 def _sq_norm(g):
     g = g.reshape(-1)
     return float(np.dot(g, g))
+
+
+def _root(a):
+    """The 1-D contiguous array whose buffer ``a`` is a view into, and ``a``'s offset in it in
+    elements; ``(None, None)`` when there is none."""
+    root = a
+    while isinstance(root.base, np.ndarray):
+        root = root.base
+    if root is a or root.ndim != 1 or not root.flags.c_contiguous or root.dtype != a.dtype:
+        return None, None
+    start = a.__array_interface__["data"][0] - root.__array_interface__["data"][0]
+    return root, start // a.itemsize
+
+
+def _follows(a, b):
+    """Whether ``b`` starts where ``a`` ends, both contiguous views into one buffer."""
+    if not (a.flags.c_contiguous and b.flags.c_contiguous) or a.dtype != b.dtype:
+        return False
+    ra, sa = _root(a)
+    rb, sb = _root(b)
+    return ra is not None and ra is rb and sa + a.size == sb
 
 
 def clip_by_norm(g, max_norm):
@@ -42,6 +64,10 @@ class Optimizer:
     """Base class. Subclasses define ``slot_names()``, ``init_slot(name, w)`` and ``update(w, g, slots, lr)``."""
 
     default_name = "optimizer"
+    # True where ``update`` treats every element on its own: params lying back to back in memory
+    # (as a model lays them out) are then updated as one array, one pass of each kind per run of
+    # them instead of one per param
+    elementwise_update = False
 
     def __init__(self, learning_rate=0.001, weight_decay=None, clipnorm=None, global_clipnorm=None,
                  clipvalue=None, name=None, **kwargs):
@@ -64,6 +90,7 @@ class Optimizer:
         self.slots = {}          # param key -> {slot name: array}
         self._scratch = {}       # (index, dtype) -> flat buffer reused by every update
         self._exclude_wd = ()
+        self._plan = None        # (keys, weak refs to every array, runs): see _runs
         self.learning_rate = learning_rate
 
     # ----- learning rate --------------------------------------------------
@@ -157,17 +184,83 @@ class Optimizer:
                 np.clip(g, -self.clipvalue, self.clipvalue, out=g)
         lr = self.learning_rate
         # gradients still being written in the background (threads.background) go last
-        order = sorted(params, key=lambda k: threads.pending(grads[k]))
-        for key in order:
-            w = params[key]
-            if threads.pending(grads[key]):
+        ready = [k for k in params if not threads.pending(grads[k])]
+        later = [k for k in params if threads.pending(grads[k])]
+        for keys, runs in zip((ready, later), self._runs(params, grads, (ready, later))):
+            if keys is later and later:
                 threads.join_background()
-            slots = self._slots_for(key, w)
-            if self._decays(key):
-                # decoupled, before the update, as Keras: w <- w - w * wd * lr
-                w *= 1.0 - self.weight_decay * lr
-            self.update(w, grads[key], slots, lr)
+            for run, w, g, slots in runs:
+                decays = [self._decays(k) for k in run]
+                if all(decays):  # decoupled, before the update, as Keras: w <- w - w * wd * lr
+                    w *= 1.0 - self.weight_decay * lr
+                elif any(decays):
+                    for k, d in zip(run, decays):
+                        if d:
+                            params[k] *= 1.0 - self.weight_decay * lr
+                self.update(w, g, slots, lr)
         self.iterations += 1
+
+    def _runs(self, params, grads, groups):
+        """Each group of keys as runs ``(keys, w, g, slots)``: consecutive params whose arrays
+        (param, gradient, each slot) lie back to back in one buffer each, as flat views over the
+        run, when ``elementwise_update``; otherwise one run per param. Built when the arrays
+        change, checked by identity on every step."""
+        slots = {k: self._slots_for(k, params[k]) for k in params}
+        arrays = [a for k in params for a in (params[k], grads[k], *slots[k].values())]
+        keys = tuple(tuple(g) for g in groups)
+        plan = self._plan
+        if plan is not None and plan[0] == keys and len(plan[1]) == len(arrays) and \
+                all(r() is a for r, a in zip(plan[1], arrays)):
+            return plan[2]
+        if self.elementwise_update and len(params) > 1:
+            slots = self._pack_slots(params, slots)
+            arrays = [a for k in params for a in (params[k], grads[k], *slots[k].values())]
+        runs = []
+        for group in groups:
+            runs.append([])
+            for k in group:
+                last = runs[-1][-1] if runs[-1] else None
+                row = (params[k], grads[k], *slots[k].values())
+                if self.elementwise_update and last is not None and all(map(_follows, last[1], row)):
+                    last[0].append(k)
+                    last[1] = row
+                else:
+                    runs[-1].append([[k], row])
+        runs = [[self._run_views(run, params, grads, slots) for run, _ in group] for group in runs]
+        self._plan = (keys, [weakref.ref(a) for a in arrays], runs)
+        return runs
+
+    @staticmethod
+    def _run_views(run, params, grads, slots):
+        if len(run) == 1:
+            k = run[0]
+            return run, params[k], grads[k], slots[k]
+        first, last = run[0], run[-1]
+
+        def span(a, b):  # a flat view from the start of a to the end of b, in their shared buffer
+            root, start = _root(a)
+            return root[start:_root(b)[1] + b.size]
+
+        return (run, span(params[first], params[last]), span(grads[first], grads[last]),
+                {s: span(slots[first][s], slots[last][s]) for s in slots[first]})
+
+    def _pack_slots(self, params, slots):
+        """Move each slot name's arrays into one array, in ``params``' order, values kept (slots
+        are made one at a time, and ``set_state`` replaces them)."""
+        dtypes = {w.dtype for w in params.values()}
+        if len(dtypes) != 1:
+            return slots
+        offsets = np.cumsum([0] + [w.size for w in params.values()])
+        for s in self.slot_names():
+            arrays = [slots[k][s] for k in params]
+            if all(map(_follows, arrays[:-1], arrays[1:])):
+                continue
+            arena = np.empty(int(offsets[-1]), next(iter(dtypes)))
+            for (k, w), a in zip(params.items(), offsets[:-1]):
+                view = arena[a:a + w.size].reshape(w.shape)
+                view[...] = slots[k][s]
+                slots[k][s] = view
+        return slots
 
     @staticmethod
     def _check_grad(key, w, g):

@@ -9,6 +9,7 @@ class RMSprop(Optimizer):
     ``a`` the running mean of ``g``); with momentum, ``m <- momentum m + step; w <- w - m``."""
 
     default_name = "rmsprop"
+    elementwise_update = True
 
     def __init__(self, learning_rate=0.001, rho=0.9, momentum=0.0, epsilon=1e-7, centered=False, **kwargs):
         super().__init__(learning_rate, **kwargs)

@@ -11,6 +11,7 @@ class SGD(Optimizer):
     """
 
     default_name = "SGD"
+    elementwise_update = True
 
     def __init__(self, learning_rate=0.01, momentum=0.0, nesterov=False, **kwargs):
         super().__init__(learning_rate, **kwargs)

@@ -282,6 +282,7 @@ class ProcessGroup:
         _OPEN.discard(self)
         for layer, k in self._keys:
             layer.params[k] = layer.params[k].copy()
+        self.model._pack_weights()
         self.model._collect_params()
         self._finalizer()
 

@@ -9,6 +9,7 @@ import pytest
 
 from cnnlab import layers as L
 from cnnlab.models import Sequential
+from cnnlab.optimizers.base import _follows
 
 needs_fork = pytest.mark.skipif(not hasattr(os, "fork"), reason="forks a child process")
 
@@ -250,6 +251,8 @@ def test_back_to_threads_keeps_the_weights():
         assert layer.params["kernel"] is not old  # out of the shared memory
     for a, b in zip(before, two.get_weights()):
         np.testing.assert_array_equal(a, b)
+    params = list(two._params.values())  # back to back again, updated as one array
+    assert len(params) == 4 and all(map(_follows, params[:-1], params[1:]))
     assert np.isfinite(two.train_step(x, y)[0])
 
 
