@@ -205,6 +205,8 @@ class Optimizer:
         (param, gradient, each slot) lie back to back in one buffer each, as flat views over the
         run, when ``elementwise_update``; otherwise one run per param. Built when the arrays
         change, checked by identity on every step."""
+        if self.elementwise_update and any(k not in self.slots for k in params):
+            self._pack_slots(params)  # made in place there, not copied in later
         slots = {k: self._slots_for(k, params[k]) for k in params}
         arrays = [a for k in params for a in (params[k], grads[k], *slots[k].values())]
         keys = tuple(tuple(g) for g in groups)
@@ -212,21 +214,19 @@ class Optimizer:
         if plan is not None and plan[0] == keys and len(plan[1]) == len(arrays) and \
                 all(r() is a for r, a in zip(plan[1], arrays)):
             return plan[2]
-        if self.elementwise_update and len(params) > 1:
-            slots = self._pack_slots(params, slots)
+        if self.elementwise_update:
+            self._pack_slots(params)
             arrays = [a for k in params for a in (params[k], grads[k], *slots[k].values())]
         runs = []
         for group in groups:
-            runs.append([])
+            found = []  # (keys of a run, the arrays of its last param)
             for k in group:
-                last = runs[-1][-1] if runs[-1] else None
                 row = (params[k], grads[k], *slots[k].values())
-                if self.elementwise_update and last is not None and all(map(_follows, last[1], row)):
-                    last[0].append(k)
-                    last[1] = row
+                if self.elementwise_update and found and all(map(_follows, found[-1][1], row)):
+                    found[-1] = (found[-1][0] + [k], row)
                 else:
-                    runs[-1].append([[k], row])
-        runs = [[self._run_views(run, params, grads, slots) for run, _ in group] for group in runs]
+                    found.append(([k], row))
+            runs.append([self._run_views(run, params, grads, slots) for run, _ in found])
         self._plan = (keys, [weakref.ref(a) for a in arrays], runs)
         return runs
 
@@ -244,23 +244,25 @@ class Optimizer:
         return (run, span(params[first], params[last]), span(grads[first], grads[last]),
                 {s: span(slots[first][s], slots[last][s]) for s in slots[first]})
 
-    def _pack_slots(self, params, slots):
-        """Move each slot name's arrays into one array, in ``params``' order, values kept (slots
-        are made one at a time, and ``set_state`` replaces them)."""
+    def _pack_slots(self, params):
+        """Lay each slot name's arrays for ``params`` back to back in one array, in ``params``'
+        order: those that exist copied there (slots are made one param at a time, and
+        ``set_state`` replaces them), the others made there."""
         dtypes = {w.dtype for w in params.values()}
-        if len(dtypes) != 1:
-            return slots
+        if len(params) < 2 or len(dtypes) != 1:
+            return
         offsets = np.cumsum([0] + [w.size for w in params.values()])
         for s in self.slot_names():
-            arrays = [slots[k][s] for k in params]
-            if all(map(_follows, arrays[:-1], arrays[1:])):
+            arrays = [self.slots.get(k, {}).get(s) for k in params]
+            if any(a is not None and a.shape != w.shape for a, w in zip(arrays, params.values())):
+                return  # left to _slots_for's error
+            if all(a is not None for a in arrays) and all(map(_follows, arrays[:-1], arrays[1:])):
                 continue
             arena = np.empty(int(offsets[-1]), next(iter(dtypes)))
-            for (k, w), a in zip(params.items(), offsets[:-1]):
-                view = arena[a:a + w.size].reshape(w.shape)
-                view[...] = slots[k][s]
-                slots[k][s] = view
-        return slots
+            for (k, w), at, old in zip(params.items(), offsets[:-1], arrays):
+                view = arena[at:at + w.size].reshape(w.shape)
+                view[...] = self.init_slot(s, w) if old is None else old
+                self.slots.setdefault(k, {})[s] = view
 
     @staticmethod
     def _check_grad(key, w, g):
