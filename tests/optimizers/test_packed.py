@@ -122,7 +122,7 @@ def test_an_optimizer_not_marked_elementwise_gets_each_param_alone():
     assert Norm.seen == list(SHAPES.values())
 
 
-def seed001_like():
+def small_model():
     model = Sequential([Input((12, 12, 1)), Conv2D(4, 3, padding="same"), MaxPooling2D(3, 2), Flatten(),
                         Dense(8, activation="relu"), Dense(3, activation="softmax")])
     model.compile(Adam(0.01), "sparse_categorical_crossentropy")
@@ -130,13 +130,13 @@ def seed001_like():
 
 
 def test_a_model_packs_its_params_and_grads():
-    model = seed001_like()
+    model = small_model()
     for store in (model._params, model._grads):
         arrays = list(store.values())
         assert len(arrays) == 6 and all(map(_follows, arrays[:-1], arrays[1:]))
     rng = np.random.default_rng(0)
     x, y = rng.random((16, 12, 12, 1), dtype=np.float32), rng.integers(0, 3, 16)
-    loose = seed001_like()
+    loose = small_model()
     loose.set_weights(model.get_weights())
     for layer in loose.layers:
         for k in layer.params:
@@ -152,7 +152,7 @@ def test_a_model_packs_its_params_and_grads():
 
 
 def test_a_layer_shared_with_an_earlier_model_keeps_its_arrays():
-    model = seed001_like()
+    model = small_model()
     kernel = model.layers[3].params["kernel"]
     sub = Sequential([Input((model.layers[3].input_shape[-1],)), model.layers[3], model.layers[4]])
     assert sub.layers[0].params["kernel"] is kernel
